@@ -1,0 +1,221 @@
+"""From a file's tree to a classified Checkpoint: which tensors are the weights, what else is there.
+
+The rule (DESIGN.md "Weights"): the root if it is a flat dict of tensors; else the first subtree
+under a WEIGHT_KEYS key that holds tensors; else the parameters and buffers of a pickled module,
+named as ``model.state_dict()`` names them. Everything else is "other tensors" (optimizer state,
+EMA copies, ...) or plain values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from .model import WEIGHT_KEYS, Checkpoint, GlobalRef, Opaque, TensorEntry, _TRAINING_KEYS
+
+__all__ = ["classify", "flatten_tensors", "module_tensors", "plain", "select"]
+
+_MODULE_ATTRS = ("_parameters", "_buffers", "_modules")
+
+
+def _is_module(obj: Any) -> bool:
+    return isinstance(obj, Opaque) and isinstance(obj.state, dict) and "_parameters" in obj.state
+
+
+def _items(obj: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield str(k), v
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield str(i), v
+
+
+def module_tensors(mod: Opaque, prefix: str = "") -> Iterator[tuple[str, TensorEntry]]:
+    """Parameters and persistent buffers of a pickled ``nn.Module``, in state_dict order."""
+    state = mod.state
+    skip = state.get("_non_persistent_buffers_set") or ()
+    skip = set(skip) if isinstance(skip, (set, frozenset, list, tuple)) else set()
+    for name, t in _items(state.get("_parameters") or {}):
+        if isinstance(t, TensorEntry):
+            yield prefix + name, t
+    for name, t in _items(state.get("_buffers") or {}):
+        if isinstance(t, TensorEntry) and name not in skip:
+            yield prefix + name, t
+    for name, sub in _items(state.get("_modules") or {}):
+        if _is_module(sub):
+            yield from module_tensors(sub, f"{prefix}{name}.")
+
+
+def _script_tensors(obj: Opaque, prefix: str, seen: set[int]) -> Iterator[tuple[str, TensorEntry]]:
+    """Tensor attributes of a TorchScript object tree (parameters and buffers are attributes)."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    for name, v in _items(obj.state if isinstance(obj.state, dict) else {}):
+        if isinstance(v, TensorEntry):
+            yield prefix + name, v
+        elif isinstance(v, Opaque):
+            yield from _script_tensors(v, f"{prefix}{name}.", seen)
+
+
+def flatten_tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, TensorEntry]]:
+    """Every tensor under ``obj`` with its dotted path (modules by their state_dict names)."""
+    if isinstance(obj, TensorEntry):
+        yield prefix.rstrip("."), obj
+    elif _is_module(obj):
+        yield from module_tensors(obj, prefix)
+    elif isinstance(obj, Opaque):
+        yield from flatten_tensors(obj.state, prefix)
+        yield from flatten_tensors(list(obj.args) if isinstance(obj.args, tuple) else obj.args,
+                                   prefix + "args.")
+    else:
+        for k, v in _items(obj):
+            yield from flatten_tensors(v, f"{prefix}{k}.")
+
+
+def plain(obj: Any, depth: int = 0) -> Any:
+    """A JSON-able copy of the plain values in ``obj``: tensors and opaque objects summarised."""
+    if depth > 64:
+        return "..."
+    if isinstance(obj, TensorEntry):
+        return {"tensor": obj.dtype.name, "shape": list(obj.shape)}
+    if isinstance(obj, Opaque):
+        out: dict[str, Any] = {"__class__": obj.cls}
+        if obj.args not in ((), None, []):
+            out["args"] = plain(obj.args, depth + 1)
+        if obj.state is not None:
+            out["state"] = plain(obj.state, depth + 1)
+        return out
+    if isinstance(obj, dict):
+        return {str(k): plain(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [plain(v, depth + 1) for v in obj]
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return {"bytes": len(obj)}
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else repr(obj)
+    return repr(obj)
+
+
+def _without_tensors(obj: Any, depth: int = 0) -> Any:
+    """The tree with every tensor-only branch pruned, for the plain-values view."""
+    if isinstance(obj, TensorEntry):
+        return None
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            pv = _without_tensors(v, depth + 1)
+            if pv is not None or v is None:
+                out[str(k)] = pv
+        return out if out or not obj else None
+    if isinstance(obj, (list, tuple)):
+        vals = [_without_tensors(v, depth + 1) for v in obj]
+        return None if obj and all(v is None for v in vals) else vals
+    if _is_module(obj):
+        return {"__class__": obj.cls}
+    return plain(obj, depth)
+
+
+def _tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(v, TensorEntry) for v in obj.values()
+    )
+
+
+def select(tree: Any, path: str) -> Any:
+    """The subtree at a dotted path ("" is the root); KeyError when it does not exist."""
+    node = tree
+    for part in filter(None, path.split(".")):
+        if isinstance(node, Opaque):
+            node = node.state
+        if isinstance(node, dict):
+            node = node[part] if part in node else node[int(part)] if part.isdigit() else node[part]
+        elif isinstance(node, (list, tuple)) and part.isdigit():
+            node = node[int(part)]
+        else:
+            raise KeyError(path)
+    return node
+
+
+def _find_weights(tree: Any) -> tuple[str | None, Any]:
+    if _tensor_dict(tree) or _is_module(tree):
+        return "", tree
+    if isinstance(tree, dict):
+        for key in WEIGHT_KEYS:
+            sub = tree.get(key)
+            if _is_module(sub) or (isinstance(sub, dict) and any(True for _ in flatten_tensors(sub))):
+                return key, sub
+        # A dict that is mostly nested dicts of tensors (e.g. {"encoder": {...}, "decoder": {...}}).
+        if tree and all(isinstance(v, (dict, TensorEntry)) for v in tree.values()) and not (
+            set(tree) & _TRAINING_KEYS
+        ):
+            if any(True for _ in flatten_tensors(tree)):
+                return "", tree
+    return None, None
+
+
+def classify(
+    path: str,
+    format: str,
+    tree: Any,
+    *,
+    globals: list[GlobalRef] | None = None,
+    info: dict[str, Any] | None = None,
+    kind: str | None = None,
+    select_path: str | None = None,
+    file_size: int = 0,
+) -> Checkpoint:
+    """Build the Checkpoint for a tree. ``kind`` forces the kind (torchscript, onnx-graph)."""
+    if select_path is not None:
+        wpath, wtree = select_path, select(tree, select_path)
+    elif kind == "torchscript" and isinstance(tree, Opaque):
+        wpath, wtree = "", dict(_script_tensors(tree, "", set()))
+    else:
+        wpath, wtree = _find_weights(tree)
+    weights: dict[str, TensorEntry] = {}
+    if wtree is not None:
+        for name, t in flatten_tensors(wtree):
+            weights[name] = t.renamed(name)
+    weight_ids = {id(t) for t in _raw_tensors(wtree)} if wtree is not None else set()
+    other: dict[str, TensorEntry] = {}
+    for name, t in flatten_tensors(tree):
+        if id(t) not in weight_ids:
+            other[name] = t.renamed(name)
+    metadata = _without_tensors(tree) if not _tensor_dict(tree) else {}
+    if isinstance(metadata, dict) and wpath:
+        metadata.pop(wpath, None)
+    if not isinstance(metadata, dict):
+        metadata = {"value": metadata} if metadata is not None else {}
+    needs: list[str] = []
+    if kind is None:
+        if _is_module(wtree):
+            kind = "full-model"
+            needs.append(
+                f"a whole pickled model: loading it with torch needs the class `{wtree.cls}` "
+                "importable; its weights can be extracted without it"
+            )
+        elif other or (isinstance(tree, dict) and set(map(str, tree)) & _TRAINING_KEYS):
+            kind = "training-checkpoint"
+        else:
+            kind = "weights"
+    return Checkpoint(
+        path=path,
+        format=format,
+        kind=kind,
+        tree=tree,
+        weights=weights,
+        weights_path=wpath,
+        other_tensors=other,
+        metadata=metadata,
+        globals=list(globals or ()),
+        info=dict(info or {}),
+        needs=needs,
+        file_size=file_size,
+    )
+
+
+def _raw_tensors(obj: Any) -> Iterator[TensorEntry]:
+    for _, t in flatten_tensors(obj):
+        yield t

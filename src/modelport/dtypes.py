@@ -1,0 +1,135 @@
+"""One table of element types; every per-format code and reverse map is derived from it.
+
+A row names a dtype by its safetensors code (``F32``, ``BF16``, ...), which is also the name
+modelport prints and puts in ``inspect --json``. Formats that have no code for a type (quantized
+torch storages, complex32) get a modelport-only name in the same style.
+
+Sources: safetensors ``Dtype`` enum (safetensors/src/tensor.rs), torch's
+``_dtype_to_storage_type_map`` (torch/storage.py), onnx ``TensorProto.DataType`` (onnx.proto).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+__all__ = ["DType", "DTYPES", "by_name", "by_torch_storage", "by_torch", "by_onnx", "by_numpy"]
+
+
+@dataclass(frozen=True)
+class DType:
+    name: str  # safetensors code, or a modelport name in the same style
+    bits: int
+    numpy: str | None  # numpy dtype string, or an ml_dtypes type name
+    torch: str | None  # attribute of the torch module: torch.<torch>
+    torch_storage: str | None  # legacy typed-storage class pickled by torch.save
+    onnx: int | None  # onnx TensorProto.DataType
+    kind: str  # "f" float, "i" signed, "u" unsigned, "b" bool, "c" complex, "q" quantized
+
+    @property
+    def itemsize(self) -> int:
+        return max(1, self.bits // 8)
+
+    @property
+    def is_float(self) -> bool:
+        return self.kind == "f"
+
+    @property
+    def safetensors(self) -> bool:
+        """Whether the safetensors format has a code for this type."""
+        return self.name in _SAFETENSORS_CODES
+
+    def np_dtype(self) -> np.dtype:
+        """The numpy dtype (ml_dtypes for bf16 and fp8); raises for types numpy cannot hold."""
+        return _np_dtype(self.name)
+
+
+# name, bits, numpy, torch, torch storage, onnx, kind
+_ROWS = [
+    ("F64", 64, "<f8", "float64", "DoubleStorage", 11, "f"),
+    ("F32", 32, "<f4", "float32", "FloatStorage", 1, "f"),
+    ("F16", 16, "<f2", "float16", "HalfStorage", 10, "f"),
+    ("BF16", 16, "bfloat16", "bfloat16", "BFloat16Storage", 16, "f"),
+    ("F8_E4M3", 8, "float8_e4m3fn", "float8_e4m3fn", "Float8_e4m3fnStorage", 17, "f"),
+    ("F8_E5M2", 8, "float8_e5m2", "float8_e5m2", "Float8_e5m2Storage", 19, "f"),
+    ("F8_E4M3FNUZ", 8, "float8_e4m3fnuz", "float8_e4m3fnuz", "Float8_e4m3fnuzStorage", 18, "f"),
+    ("F8_E5M2FNUZ", 8, "float8_e5m2fnuz", "float8_e5m2fnuz", "Float8_e5m2fnuzStorage", 20, "f"),
+    ("F8_E8M0", 8, "float8_e8m0fnu", "float8_e8m0fnu", "Float8_e8m0fnuStorage", 24, "f"),
+    ("I64", 64, "<i8", "int64", "LongStorage", 7, "i"),
+    ("I32", 32, "<i4", "int32", "IntStorage", 6, "i"),
+    ("I16", 16, "<i2", "int16", "ShortStorage", 5, "i"),
+    ("I8", 8, "|i1", "int8", "CharStorage", 3, "i"),
+    ("U64", 64, "<u8", "uint64", "UInt64Storage", 13, "u"),
+    ("U32", 32, "<u4", "uint32", "UInt32Storage", 12, "u"),
+    ("U16", 16, "<u2", "uint16", "UInt16Storage", 4, "u"),
+    ("U8", 8, "|u1", "uint8", "ByteStorage", 2, "u"),
+    ("BOOL", 8, "|b1", "bool", "BoolStorage", 9, "b"),
+    ("C64", 64, "<c8", "complex64", "ComplexFloatStorage", 14, "c"),
+    ("C128", 128, "<c16", "complex128", "ComplexDoubleStorage", 15, "c"),
+    ("C32", 32, None, "complex32", "ComplexHalfStorage", None, "c"),
+    ("QI8", 8, "|i1", "qint8", "QInt8Storage", None, "q"),
+    ("QU8", 8, "|u1", "quint8", "QUInt8Storage", None, "q"),
+    ("QI32", 32, "<i4", "qint32", "QInt32Storage", None, "q"),
+]
+
+_SAFETENSORS_CODES = frozenset(
+    "F64 F32 F16 BF16 F8_E4M3 F8_E5M2 F8_E8M0 I64 I32 I16 I8 U64 U32 U16 U8 BOOL C64".split()
+)
+
+DTYPES: tuple[DType, ...] = tuple(DType(*row) for row in _ROWS)
+
+_BY_NAME = {d.name: d for d in DTYPES}
+_BY_STORAGE = {d.torch_storage: d for d in DTYPES if d.torch_storage}
+_BY_TORCH = {d.torch: d for d in DTYPES if d.torch}
+_BY_ONNX = {d.onnx: d for d in DTYPES if d.onnx is not None}
+# First row wins for numpy strings shared by a quantized type (QI8 shares |i1 with I8).
+_BY_NUMPY: dict[str, DType] = {}
+for _d in DTYPES:
+    if _d.numpy and _d.kind != "q":
+        _BY_NUMPY.setdefault(_d.numpy, _d)
+
+
+def by_name(name: str) -> DType | None:
+    return _BY_NAME.get(name)
+
+
+def by_torch_storage(cls_name: str) -> DType | None:
+    """``FloatStorage`` -> F32; the class name as torch.save pickles it."""
+    return _BY_STORAGE.get(cls_name)
+
+
+def by_torch(attr: str) -> DType | None:
+    """``float32`` (as in ``torch.float32``) -> F32."""
+    return _BY_TORCH.get(attr)
+
+
+def by_onnx(code: int) -> DType | None:
+    return _BY_ONNX.get(code)
+
+
+def by_numpy(dt: np.dtype | str) -> DType | None:
+    """A numpy dtype (native or ml_dtypes) -> DType; None for object, string and record types."""
+    dt = np.dtype(dt)
+    if dt.kind in "OUSVMm" and dt.names is None and dt.kind != "V":
+        return None
+    name = getattr(dt.type, "__name__", "")
+    if name in _BY_NUMPY:  # ml_dtypes types are found by their type name
+        return _BY_NUMPY[name]
+    if dt.names is not None or dt.kind in "OUSV":
+        return None
+    key = dt.newbyteorder("<").str if dt.itemsize > 1 else dt.str
+    return _BY_NUMPY.get(key)
+
+
+@cache
+def _np_dtype(name: str) -> np.dtype:
+    d = _BY_NAME[name]
+    if d.numpy is None:
+        raise TypeError(f"numpy has no type for {name}")
+    if d.numpy[0] in "<|>":
+        return np.dtype(d.numpy)
+    import ml_dtypes
+
+    return np.dtype(getattr(ml_dtypes, d.numpy))

@@ -1,0 +1,24 @@
+"""Every size, count and depth limit in one place, checked before anything is allocated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Limits", "DEFAULT_LIMITS"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    header_bytes: int = 100 << 20  # safetensors JSON header (the reference caps it at 100 MB)
+    tensors: int = 1_000_000  # entries in one file
+    pickle_bytes: int = 1 << 31  # one pickle stream read into memory
+    pickle_ops: int = 50_000_000  # opcodes interpreted in one pickle
+    memo: int = 10_000_000  # memo entries
+    depth: int = 10_000  # nested MARKs / containers
+    member_bytes: int = 1 << 32  # one decompressed archive member
+    ratio: int = 1000  # decompressed / compressed size of one member
+    members: int = 1_000_000  # archive members
+    nested_pickles: int = 16  # depth of pickles found inside pickles (scanner)
+
+
+DEFAULT_LIMITS = Limits()

@@ -1,0 +1,188 @@
+"""The records every reader produces: byte sources, tensor entries, placeholders and checkpoints.
+
+A ``TensorEntry`` never holds tensor data. It points into a ``Storage`` (a run of bytes in a file,
+or a small in-memory buffer for bytes that had to be decoded) and describes the tensor as torch
+does: element offset into the storage, shape and element strides. Bytes are read lazily by
+``modelport.tensors``.
+
+A ``Checkpoint`` is the tree a file holds (dicts, lists, tuples, plain values, ``TensorEntry``
+and ``Opaque`` placeholders) plus the classification ``inspect`` reports: which subtree holds the
+model weights, what other tensors there are, the plain values, and the kind of file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator
+
+from .dtypes import DType
+
+__all__ = [
+    "Storage",
+    "TensorEntry",
+    "Opaque",
+    "GlobalRef",
+    "Checkpoint",
+    "KINDS",
+    "WEIGHT_KEYS",
+]
+
+KINDS = ("weights", "training-checkpoint", "full-model", "torchscript", "onnx-graph")
+
+# Subtrees that hold model weights, in order of preference (DESIGN.md "Weights").
+WEIGHT_KEYS = (
+    "state_dict",
+    "model_state_dict",
+    "model_state",
+    "model",
+    "module",
+    "net",
+    "network",
+    "params",
+    "params_ema",
+    "weights",
+    "ema_state_dict",
+)
+
+# Keys whose presence next to weights marks a training checkpoint.
+_TRAINING_KEYS = frozenset(
+    "optimizer optimizer_state_dict optimizer_states optimizers lr_scheduler lr_schedulers "
+    "scheduler scheduler_state_dict epoch global_step step iteration loss best_loss "
+    "amp scaler loops callbacks".split()
+)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A run of bytes: ``nbytes`` at ``offset`` in the file ``path``, or held in ``data``.
+
+    ``key`` identifies the storage inside its file (torch's storage key, a safetensors tensor
+    name): two entries with the same (path, key) share memory.
+    """
+
+    nbytes: int
+    path: str | None = None
+    offset: int = 0
+    data: bytes | memoryview | None = field(default=None, repr=False, compare=False)
+    key: str = ""
+
+    @property
+    def identity(self) -> tuple[str | None, str, int]:
+        return (self.path, self.key, self.offset)
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor: dtype and shape over a storage, with torch's element offset and strides."""
+
+    name: str
+    dtype: DType
+    shape: tuple[int, ...]
+    storage: Storage
+    storage_offset: int = 0  # in elements
+    strides: tuple[int, ...] | None = None  # in elements; None means C-contiguous
+    requires_grad: bool = False
+    quant: dict[str, Any] | None = None  # scale/zero_point for quantized tensors
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.dtype.bits // 8
+
+    @property
+    def contiguous_strides(self) -> tuple[int, ...]:
+        strides, acc = [], 1
+        for dim in reversed(self.shape):
+            strides.append(acc)
+            acc *= max(dim, 1)
+        return tuple(reversed(strides))
+
+    @property
+    def is_contiguous(self) -> bool:
+        """C-contiguous: its bytes are one run in the storage (size-1 dims may have any stride)."""
+        if self.strides is None or self.numel <= 1:
+            return True
+        expect = self.contiguous_strides
+        return all(s == e or d == 1 for s, e, d in zip(self.strides, expect, self.shape))
+
+    @property
+    def byte_offset(self) -> int:
+        """Offset of the first element from the start of the storage, in bytes."""
+        return self.storage_offset * self.dtype.bits // 8
+
+    @property
+    def span(self) -> int:
+        """Bytes of storage this tensor's elements reach, from its first element (0 if empty)."""
+        if self.numel == 0:
+            return 0
+        strides = self.strides if self.strides is not None else self.contiguous_strides
+        last = sum((d - 1) * s for d, s in zip(self.shape, strides))
+        return (last + 1) * self.dtype.bits // 8
+
+    def renamed(self, name: str) -> TensorEntry:
+        return replace(self, name=name)
+
+
+@dataclass
+class Opaque:
+    """An object modelport did not build: its class, constructor arguments and state.
+
+    ``how`` says which opcode made it (``reduce``, ``newobj``, ``obj``, ``inst``, ``global``).
+    The object is inert: nothing was imported or called to make it.
+    """
+
+    cls: str
+    args: Any = ()
+    state: Any = None
+    how: str = "reduce"
+    items: list[Any] = field(default_factory=list)  # APPENDS onto it
+    setitems: list[tuple[Any, Any]] = field(default_factory=list)  # SETITEMS onto it
+
+    def __repr__(self) -> str:
+        return f"<{self.cls}>"
+
+
+@dataclass(frozen=True)
+class GlobalRef:
+    """A global a pickle names, with the opcode and byte offset where it does."""
+
+    module: str
+    name: str
+    opcode: str
+    offset: int
+    member: str | None = None
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
+@dataclass
+class Checkpoint:
+    """What a model file holds, classified."""
+
+    path: str
+    format: str
+    kind: str
+    tree: Any
+    weights: dict[str, TensorEntry]
+    weights_path: str | None  # dotted path of the weights subtree, "" for the root
+    other_tensors: dict[str, TensorEntry]
+    metadata: dict[str, Any]
+    globals: list[GlobalRef] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # format extras (graph summary, config)
+    needs: list[str] = field(default_factory=list)  # what loading it with its framework takes
+    file_size: int = 0
+
+    @property
+    def parameters(self) -> int:
+        return sum(t.numel for t in self.weights.values())
+
+    def tensors(self) -> Iterator[TensorEntry]:
+        """Weights, then every other tensor."""
+        yield from self.weights.values()
+        yield from self.other_tensors.values()

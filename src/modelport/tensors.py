@@ -1,0 +1,124 @@
+"""Reading tensor bytes lazily: numpy views over memory-mapped files, and bounded byte chunks.
+
+Files are mapped once per process and shared by every entry that points into them. A contiguous
+tensor becomes a zero-copy ``np.ndarray`` over the map; a strided one a zero-copy
+``as_strided`` view. Bounds are checked against the storage before any view is made.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+from typing import Iterator
+
+import numpy as np
+
+from .errors import MalformedHeader, Truncated
+from .model import Storage, TensorEntry
+
+__all__ = ["storage_buffer", "to_numpy", "iter_bytes", "contiguous_bytes", "CHUNK"]
+
+CHUNK = 8 << 20  # bytes per streamed chunk
+
+_maps: dict[tuple[str, int, int], mmap.mmap] = {}
+_lock = threading.Lock()
+
+
+def _file_map(path: str) -> mmap.mmap | None:
+    st = os.stat(path)
+    key = (path, st.st_ino, st.st_mtime_ns)
+    with _lock:
+        m = _maps.get(key)
+        if m is None and st.st_size:
+            with open(path, "rb") as f:
+                m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            _maps[key] = m
+        return m
+
+
+def storage_buffer(storage: Storage) -> memoryview:
+    """The storage's bytes as a zero-copy memoryview (file-backed or in memory)."""
+    if storage.data is not None:
+        view = memoryview(storage.data).cast("B")
+        if len(view) < storage.nbytes:
+            raise Truncated(f"buffer holds {len(view)} bytes, {storage.nbytes} expected")
+        return view[: storage.nbytes]
+    if storage.nbytes == 0:
+        return memoryview(b"")
+    assert storage.path is not None
+    m = _file_map(storage.path)
+    end = storage.offset + storage.nbytes
+    if m is None or end > len(m):
+        raise Truncated(
+            f"storage {storage.key!r} needs bytes {storage.offset}..{end} "
+            f"but the file has {0 if m is None else len(m)}",
+            path=storage.path,
+            offset=storage.offset,
+            hint="the file is truncated; download it again",
+        )
+    return memoryview(m)[storage.offset : end]
+
+
+def _check_bounds(entry: TensorEntry) -> None:
+    if entry.numel == 0:
+        return
+    if entry.storage_offset < 0 or (entry.strides and min(entry.strides) < 0):
+        raise MalformedHeader(f"negative offset or stride in tensor {entry.name!r}")
+    if entry.byte_offset + entry.span > entry.storage.nbytes:
+        raise MalformedHeader(
+            f"tensor reaches byte {entry.byte_offset + entry.span} of a storage of "
+            f"{entry.storage.nbytes} bytes",
+            path=entry.storage.path,
+            tensor=entry.name,
+            offset=entry.storage.offset,
+            hint="the file is corrupt",
+        )
+
+
+def to_numpy(entry: TensorEntry) -> np.ndarray:
+    """The tensor as a read-only numpy array, zero-copy where the layout allows."""
+    _check_bounds(entry)
+    dt = entry.dtype.np_dtype()
+    if entry.numel == 0:
+        return np.empty(entry.shape, dtype=dt)
+    buf = storage_buffer(entry.storage)
+    flat = np.frombuffer(buf, dtype=np.uint8)
+    start = entry.byte_offset
+    if entry.is_contiguous:
+        return flat[start : start + entry.nbytes].view(dt).reshape(entry.shape)
+    item = dt.itemsize
+    base = flat[start : start + entry.span]
+    strides = tuple(s * item for s in entry.strides or ())
+    # as_strided needs an array of the element dtype whose buffer covers the span.
+    typed = base[: (len(base) // item) * item].view(dt)
+    return np.lib.stride_tricks.as_strided(typed, entry.shape, strides, writeable=False)
+
+
+def contiguous_bytes(entry: TensorEntry) -> memoryview | None:
+    """The tensor's bytes as one zero-copy run, or None when it is strided."""
+    _check_bounds(entry)
+    if not entry.is_contiguous:
+        return None
+    if entry.numel == 0:
+        return memoryview(b"")
+    buf = storage_buffer(entry.storage)
+    return buf[entry.byte_offset : entry.byte_offset + entry.nbytes]
+
+
+def iter_bytes(entry: TensorEntry, chunk: int = CHUNK) -> Iterator[memoryview]:
+    """The tensor's bytes in C order, in chunks of at most ``chunk`` bytes, in bounded memory."""
+    run = contiguous_bytes(entry)
+    if run is not None:
+        for i in range(0, len(run), chunk):
+            yield run[i : i + chunk]
+        return
+    arr = to_numpy(entry)
+    if arr.ndim == 0:
+        yield memoryview(np.ascontiguousarray(arr).reshape(1)).cast("B")
+        return
+    # Copy blocks of the first axis: slicing is a view, so each copy is at most one block.
+    row_bytes = max(1, arr[:1].size * arr.dtype.itemsize)
+    step = max(1, chunk // row_bytes)
+    for i in range(0, arr.shape[0], step):
+        yield memoryview(np.ascontiguousarray(arr[i : i + step])).cast("B")
