@@ -9,7 +9,7 @@ __all__ = ["Limits", "DEFAULT_LIMITS"]
 
 @dataclass(frozen=True)
 class Limits:
-    header_bytes: int = 100 << 20  # safetensors JSON header (the reference caps it at 100 MB)
+    header_bytes: int = 100_000_000  # safetensors JSON header: the reference's MAX_HEADER_SIZE
     tensors: int = 1_000_000  # entries in one file
     pickle_bytes: int = 1 << 31  # one pickle stream read into memory
     pickle_ops: int = 50_000_000  # opcodes interpreted in one pickle

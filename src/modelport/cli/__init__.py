@@ -1,1 +1,94 @@
-def run() -> None: ...
+"""The command line: ``modelport COMMAND ...``; one module per command, ``main(argv) -> int``.
+
+Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``. Errors from
+the library become one line on stderr and exit code 2 (``--debug`` shows the traceback); the
+table below maps each error class to its exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from ..errors import ModelportError, UnsafeInput
+
+__all__ = ["main", "run"]
+
+# command -> (module, one-line help); the contract in DESIGN.md names these.
+COMMANDS = {
+    "inspect": ("inspect", "show what a model file holds, without running it"),
+    "convert": ("convert", "convert between formats, shard, merge and cast, in bounded memory"),
+    "scan": ("scan", "static security analysis: flag files a loader would run code from"),
+    "verify": ("verify", "check that two files hold the same tensors"),
+    "diff": ("diff", "show tensors added, removed and changed between two files"),
+}
+
+EXIT_OK, EXIT_DIFFER, EXIT_ERROR = 0, 1, 2
+_EXIT_CODES: dict[type[ModelportError], int] = {UnsafeInput: EXIT_ERROR, ModelportError: EXIT_ERROR}
+
+EPILOG = """\
+examples:
+  modelport inspect pytorch_model.bin          what is inside, and is it safe
+  modelport inspect last.ckpt --json           the same, for scripts
+  modelport convert model.pth model.safetensors
+  modelport convert ./repo ./out --max-shard-size 2GB --dtype BF16
+  modelport scan ~/Downloads                   exit 1 if anything would run code
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelport",
+        description="Inspect, scan and convert deep-learning model files (PyTorch, safetensors, "
+        "Hugging Face folders, ONNX, NumPy) without executing anything inside them.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version="modelport 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(f"{__name__}.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{module}":
+                raise
+            continue  # command not built yet
+        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    try:
+        return int(args._run(args))
+    except ModelportError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"modelport {args.command}: error: {exc}", file=sys.stderr)
+        return next(code for cls, code in _EXIT_CODES.items() if isinstance(exc, cls))
+    except OSError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"modelport {args.command}: error: {exc.filename or ''}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"modelport {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each builds .venv when missing.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SAMPLE := examples/sample_checkpoint.pt
+
+.PHONY: demo test bench lint clean
+
+# The core needs only numpy and ml_dtypes: the demo installs just that.
+$(VENV)/.core: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# torch must be the pinned CPU build: install it first so nothing pulls the CUDA wheels.
+$(VENV)/.test: pyproject.toml $(VENV)/.core
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.core
+	$(VENV)/bin/modelport inspect $(SAMPLE)
+	$(VENV)/bin/modelport inspect $(SAMPLE) --json | $(PY) -c "import json,sys; d=json.load(sys.stdin); print('json:', d['format'], d['kind'], d['parameters'], 'parameters')"
+
+test: $(VENV)/.test
+	$(PY) -m pytest -q -p no:cacheprovider
+
+$(VENV)/.bench: $(VENV)/.test
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+bench: $(VENV)/.bench
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

@@ -1,0 +1,192 @@
+"""Show what a model file holds: format, kind, weights, other tensors, plain values, safety.
+
+Nothing in the file is executed: pickles are interpreted symbolically and tensors are never
+read (only headers and the pickle), so inspecting a multi-GB file reads well under a megabyte.
+
+examples:
+  modelport inspect model.pth
+  modelport inspect ./bert-base --all          every tensor, no collapsing
+  modelport inspect last.ckpt --json | jq .metadata.epoch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from typing import Any
+
+from .. import open as open_checkpoint
+from ..model import Checkpoint, TensorEntry
+
+__all__ = ["add_arguments", "run", "report"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="a model file or a Hugging Face model folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+    p.add_argument("--all", action="store_true", help="list every tensor; do not collapse "
+                   "repeated layers")
+    p.add_argument("--select", metavar="PATH", help="dotted path of the subtree holding the "
+                   "weights (overrides the automatic choice), e.g. model_state_dict")
+
+
+def _scan(path: str) -> dict[str, Any] | None:
+    try:
+        from ..scan import scan_file
+    except ImportError:
+        return None
+    return scan_file(path).summary()
+
+
+def report(ck: Checkpoint, safety: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``inspect --json`` object (DESIGN.md contract)."""
+    dtypes = Counter()
+    for t in ck.weights.values():
+        dtypes[t.dtype.name] += t.numel
+    return {
+        "path": ck.path,
+        "format": ck.format,
+        "kind": ck.kind,
+        "file_size": ck.file_size,
+        "parameters": ck.parameters,
+        "dtypes": dict(dtypes.most_common()),
+        "weights_path": ck.weights_path,
+        "weights": [_tensor_json(t) for t in ck.weights.values()],
+        "other_tensors": [_tensor_json(t) for t in ck.other_tensors.values()],
+        "metadata": ck.metadata,
+        "info": ck.info,
+        "needs": ck.needs,
+        "safety": safety,
+    }
+
+
+def _tensor_json(t: TensorEntry) -> dict[str, Any]:
+    return {"name": t.name, "dtype": t.dtype.name, "shape": list(t.shape), "nbytes": t.nbytes}
+
+
+def run(args: argparse.Namespace) -> int:
+    ck = open_checkpoint(args.path, select=args.select)
+    safety = _scan(args.path)
+    if args.json:
+        json.dump(report(ck, safety), sys.stdout, indent=1, default=str)
+        print()
+        return 0
+    sys.stdout.write(render(ck, safety, expand=args.all))
+    return 0
+
+
+# -- the human view -----------------------------------------------------------------------------
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+def _count(n: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n:,} ({n / scale:.1f}{unit})"
+    return f"{n:,}"
+
+
+def _shape(t: TensorEntry) -> str:
+    return f"{t.dtype.name:<5} [{', '.join(map(str, t.shape))}]"
+
+
+_NUM = re.compile(r"\.(\d+)\.")
+
+
+def _collapse(names: list[tuple[str, TensorEntry]]) -> list[str]:
+    """Tensor lines, with runs of layers that look alike (`h.0.`, `h.1.`, ...) folded into one."""
+    groups: dict[str, dict[int, list[tuple[str, TensorEntry]]]] = {}
+    order: list[tuple[str, Any]] = []
+    for name, t in names:
+        m = _NUM.search(name)
+        if m:
+            key = name[: m.start()]
+            if key not in groups:
+                groups[key] = {}
+                order.append(("group", key))
+            groups[key].setdefault(int(m.group(1)), []).append((name[m.end():], t))
+        else:
+            order.append(("one", (name, t)))
+    lines: list[str] = []
+    for kind, item in order:
+        if kind == "one":
+            name, t = item
+            lines.append(f"  {name:<48} {_shape(t)}")
+            continue
+        layers = groups[item]
+        idx = sorted(layers)
+        sig = [(r, t.dtype.name, t.shape) for r, t in layers[idx[0]]]
+        same = all([(r, t.dtype.name, t.shape) for r, t in layers[i]] == sig for i in idx)
+        if same and len(idx) > 1:
+            lines.append(f"  {item}.{{{idx[0]}..{idx[-1]}}}  ({len(idx)} alike layers, each:)")
+            for rest, t in layers[idx[0]]:
+                lines.append(f"      .{rest:<44} {_shape(t)}")
+        else:
+            for i in idx:
+                for rest, t in layers[i]:
+                    lines.append(f"  {f'{item}.{i}.{rest}':<48} {_shape(t)}")
+    return lines
+
+
+def _values(meta: Any, prefix: str = "", out: list[str] | None = None, limit: int = 30) -> list[str]:
+    out = [] if out is None else out
+    if isinstance(meta, dict) and "__class__" not in meta:
+        for k, v in meta.items():
+            if len(out) >= limit:
+                break
+            _values(v, f"{prefix}{k}.", out, limit)
+    elif len(out) < limit:
+        text = json.dumps(meta, default=str)
+        out.append(f"  {prefix.rstrip('.')} = {text[:100] + ('...' if len(text) > 100 else '')}")
+    return out
+
+
+def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False) -> str:
+    lines = [f"{ck.path}", f"  format      {ck.format}", f"  kind        {ck.kind}",
+             f"  size        {_size(ck.file_size)}",
+             f"  parameters  {_count(ck.parameters)} in {len(ck.weights)} tensors"]
+    dt = Counter()
+    for t in ck.weights.values():
+        dt[t.dtype.name] += t.nbytes
+    total = sum(dt.values()) or 1
+    if dt:
+        lines.append("  dtypes      " + ", ".join(f"{k} {v / total:.0%}" for k, v in dt.most_common()))
+    if safety is not None:
+        lines.append(f"  safety      {safety.get('verdict')}: {safety.get('reason', '')}")
+    if "graph" in ck.info:
+        g = ck.info["graph"]
+        ops = ", ".join(f"{k} {v}" for k, v in list(g.get("op_counts", {}).items())[:8])
+        lines.append(f"  graph       opset {g.get('opset')}, producer {g.get('producer_name')}, "
+                     f"{g.get('node_count')} nodes: {ops}")
+    where = f" (under {ck.weights_path!r})" if ck.weights_path else ""
+    lines.append(f"\nweights{where}:")
+    names = list(ck.weights.items())
+    body = ([f"  {n:<48} {_shape(t)}" for n, t in names] if expand else _collapse(names))
+    lines.extend(body or ["  (none)"])
+    if ck.other_tensors:
+        groups = Counter()
+        nbytes = Counter()
+        for name, t in ck.other_tensors.items():
+            key = ".".join(name.split(".")[:2])
+            groups[key] += 1
+            nbytes[key] += t.nbytes
+        lines.append("\nother tensors:")
+        for key, n in groups.most_common(12):
+            lines.append(f"  {key:<48} {n} tensors, {_size(nbytes[key])}")
+    vals = _values(ck.metadata)
+    if vals:
+        lines.append("\nvalues:")
+        lines.extend(vals)
+    for need in ck.needs:
+        lines.append(f"\nnote: {need}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,35 @@
+"""A bare pickle file (``pickle.dump``, ``.pkl``): one pickle, interpreted symbolically.
+
+Tensors can only live inside it as numpy arrays (``ndarray.__reduce__`` bytes) since a bare
+pickle has no storage records. Stacked pickles after the first are left to the scanner.
+"""
+
+from __future__ import annotations
+
+import builtins
+import mmap
+
+from ..classify import classify
+from ..errors import ModelportError
+from ..limits import DEFAULT_LIMITS, Limits
+from ..model import Checkpoint
+from ..pickle import Machine
+
+FORMAT_ID = "pickle"
+
+
+def sniff(head: bytes) -> bool:
+    # PROTO 2..5 then a plausible second opcode; protocol 0/1 pickles start with "(" or "}"
+    return len(head) >= 3 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) -> Checkpoint:
+    with builtins.open(path, "rb") as f:
+        size = f.seek(0, 2)
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+    m = Machine(memoryview(data), path=path, limits=limits)
+    try:
+        tree = m.run()
+    except ModelportError as exc:
+        raise exc.located(path=path, format=FORMAT_ID)
+    return classify(path, FORMAT_ID, tree, globals=m.globals, select_path=select, file_size=size)

@@ -1,0 +1,110 @@
+"""PyTorch zip checkpoints (``torch.save`` since 1.6), and the storage logic TorchScript shares.
+
+Layout (torch/serialization.py ``_save``, caffe2/serialize/inline_container.cc)::
+
+    <archive>/data.pkl          the object tree; tensors are _rebuild_tensor_v2(storage, ...)
+    <archive>/data/<key>        one member per storage, stored uncompressed, 64-byte aligned
+    <archive>/byteorder         "little" (absent in files older than torch 1.10: little)
+    <archive>/version, .data/serialization_id, .format_version, .storage_alignment
+
+``<archive>`` is the file's stem or "archive"; only the folder layout matters. A persistent id
+is ``('storage', torch.<Type>Storage, key, location, numel)``; the storage is member
+``data/<key>``, read in place at the member's data offset.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import dtypes
+from ..classify import classify
+from ..containers.zip import ZipArchive, ZipMember
+from ..errors import MalformedHeader, ModelportError, PickleError, UnknownFormat
+from ..limits import DEFAULT_LIMITS, Limits
+from ..model import Checkpoint, Storage
+from ..pickle import Machine, StorageRef
+from ..pickle.machine import Ref
+
+FORMAT_ID = "torch-zip"
+
+
+def archive_prefix(archive: ZipArchive) -> str | None:
+    """The folder holding data.pkl (``archive/`` or the stem), or None if there is none."""
+    for m in archive.members:
+        parts = m.name.split("/")
+        if len(parts) == 2 and parts[1] == "data.pkl":
+            return parts[0] + "/"
+    return None
+
+
+def storage_loader(archive: ZipArchive, prefix: str, members: dict[str, ZipMember],
+                   pkl: str) -> Any:
+    """A persistent_load for torch's storage ids: ``data/<key>`` read in place."""
+    path = archive.path
+    cache: dict[str, Storage] = {}
+
+    def load(pid: Any, offset: int) -> StorageRef:
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
+            raise PickleError(f"unknown persistent id {pid!r}", path=path, member=pkl,
+                              offset=offset, hint="not a torch.save archive modelport knows")
+        _, stype, key, _location, numel = pid[:5]
+        name = stype.name if isinstance(stype, Ref) else str(stype)
+        dtype = dtypes.by_torch_storage(name) or (dtypes.by_name("U8")
+                                                  if name == "UntypedStorage" else None)
+        if dtype is None:
+            raise PickleError(f"unknown storage type {name}", path=path, member=pkl, offset=offset)
+        member = members.get(f"{prefix}data/{key}")
+        if member is None:
+            raise MalformedHeader(f"storage {key!r} has no member data/{key}", path=path,
+                                  member=pkl, offset=offset,
+                                  hint="the archive is incomplete; download it again")
+        if not member.stored:
+            raise MalformedHeader("storage member is compressed; torch stores them as-is",
+                                  path=path, member=member.name, offset=member.header_offset)
+        if isinstance(numel, int) and numel * dtype.itemsize > member.usize:
+            raise MalformedHeader(
+                f"storage {key!r} claims {numel} elements but its member holds {member.usize} bytes",
+                path=path, member=member.name, offset=member.data_offset)
+        st = cache.get(str(key))
+        if st is None:
+            st = Storage(member.usize, path=path, offset=member.data_offset, key=str(key))
+            cache[str(key)] = st
+        return StorageRef(st, dtype)
+
+    return load
+
+
+def unpickle_member(archive: ZipArchive, member: ZipMember, persistent_load: Any,
+                    limits: Limits) -> Machine:
+    data = archive.read(member, limits)
+    m = Machine(data, base=member.data_offset, member=member.name, path=archive.path,
+                persistent_load=persistent_load, limits=limits)
+    m.result = m.run()  # type: ignore[attr-defined]
+    return m
+
+
+def check_byteorder(archive: ZipArchive, prefix: str, members: dict[str, ZipMember],
+                    limits: Limits) -> None:
+    bo = members.get(prefix + "byteorder")
+    if bo is not None and archive.read(bo, limits).strip() not in (b"little", b""):
+        raise MalformedHeader("big-endian archive", path=archive.path, member=bo.name,
+                              offset=bo.data_offset,
+                              hint="re-save it on a little-endian machine")
+
+
+def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) -> Checkpoint:
+    archive = ZipArchive.open(path, limits)
+    prefix = archive_prefix(archive)
+    if prefix is None:
+        raise UnknownFormat("zip archive without <folder>/data.pkl: not a torch.save file",
+                            path=path)
+    members = archive.by_name()
+    check_byteorder(archive, prefix, members, limits)
+    pkl = members[prefix + "data.pkl"]
+    try:
+        m = unpickle_member(archive, pkl, storage_loader(archive, prefix, members, pkl.name),
+                            limits)
+    except ModelportError as exc:
+        raise exc.located(path=path, member=pkl.name)
+    return classify(path, FORMAT_ID, m.result, globals=m.globals, select_path=select,  # type: ignore[attr-defined]
+                    file_size=archive.size, info={"archive": prefix.rstrip("/")})

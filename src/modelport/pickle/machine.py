@@ -1,0 +1,681 @@
+"""The symbolic unpickler: every opcode of protocols 0-5, interpreted without importing anything.
+
+A pickle is a program for a stack machine (CPython Lib/pickle.py, Lib/pickletools.py). This
+module runs that program over plain Python values. ``GLOBAL``/``STACK_GLOBAL``/``INST`` push a
+``Ref`` (a name, never an import). ``REDUCE``/``NEWOBJ``/``OBJ``/``INST`` call a *builder* from
+``builders.BUILDERS`` when the name is one modelport knows how to rebuild as data (torch tensors,
+OrderedDict, numpy arrays, ...); every other call becomes an inert ``Opaque`` that keeps the
+class name, the arguments and, after ``BUILD``, the state.
+
+While it runs it records, with byte offsets, every global it meets (``globals``), every call
+(``calls``) and every irregularity a loader would tolerate but a scanner must see
+(``anomalies``). The scanner and the readers share this one parser, so a clean scan means
+modelport can read the file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import LimitExceeded, PickleError
+from ..limits import DEFAULT_LIMITS, Limits
+from ..model import GlobalRef, Opaque
+
+__all__ = ["Ref", "Call", "Anomaly", "Machine", "unpickle", "OPCODE_NAMES"]
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A global named by the pickle (``module.name``); never imported."""
+
+    module: str
+    name: str
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.module}.{self.name}"
+
+    def __repr__(self) -> str:
+        return self.qualname
+
+
+@dataclass
+class Call:
+    """A call the pickle asks a loader to make: callable name, arguments, opcode, offset."""
+
+    target: str
+    args: Any
+    opcode: str
+    offset: int
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """Something a loader tolerates or executes that a plain data pickle never contains."""
+
+    kind: str  # ext, proto-mid-stream, frame, computed-global, computed-call, buffer, ...
+    offset: int
+    detail: str
+
+
+class _Mark:
+    pass
+
+
+_STOP = object()
+
+# Opcode byte -> name, as pickletools names them (for findings and error messages).
+OPCODE_NAMES = {
+    b"(": "MARK", b".": "STOP", b"0": "POP", b"1": "POP_MARK", b"2": "DUP", b"F": "FLOAT",
+    b"I": "INT", b"J": "BININT", b"K": "BININT1", b"L": "LONG", b"M": "BININT2", b"N": "NONE",
+    b"P": "PERSID", b"Q": "BINPERSID", b"R": "REDUCE", b"S": "STRING", b"T": "BINSTRING",
+    b"U": "SHORT_BINSTRING", b"V": "UNICODE", b"X": "BINUNICODE", b"a": "APPEND", b"b": "BUILD",
+    b"c": "GLOBAL", b"d": "DICT", b"}": "EMPTY_DICT", b"e": "APPENDS", b"g": "GET",
+    b"h": "BINGET", b"i": "INST", b"j": "LONG_BINGET", b"l": "LIST", b"]": "EMPTY_LIST",
+    b"o": "OBJ", b"p": "PUT", b"q": "BINPUT", b"r": "LONG_BINPUT", b"s": "SETITEM",
+    b"t": "TUPLE", b")": "EMPTY_TUPLE", b"u": "SETITEMS", b"G": "BINFLOAT", b"\x80": "PROTO",
+    b"\x81": "NEWOBJ", b"\x82": "EXT1", b"\x83": "EXT2", b"\x84": "EXT4", b"\x85": "TUPLE1",
+    b"\x86": "TUPLE2", b"\x87": "TUPLE3", b"\x88": "NEWTRUE", b"\x89": "NEWFALSE",
+    b"\x8a": "LONG1", b"\x8b": "LONG4", b"B": "BINBYTES", b"C": "SHORT_BINBYTES",
+    b"\x8c": "SHORT_BINUNICODE", b"\x8d": "BINUNICODE8", b"\x8e": "BINBYTES8",
+    b"\x8f": "EMPTY_SET", b"\x90": "ADDITEMS", b"\x91": "FROZENSET", b"\x92": "NEWOBJ_EX",
+    b"\x93": "STACK_GLOBAL", b"\x94": "MEMOIZE", b"\x95": "FRAME", b"\x96": "BYTEARRAY8",
+    b"\x97": "NEXT_BUFFER", b"\x98": "READONLY_BUFFER",
+}
+
+
+class Machine:
+    """Interprets one pickle in ``data`` from ``start``; ``run()`` returns the value at STOP."""
+
+    def __init__(
+        self,
+        data: bytes | memoryview,
+        start: int = 0,
+        *,
+        base: int = 0,
+        member: str | None = None,
+        path: str | None = None,
+        persistent_load: Callable[[Any, int], Any] | None = None,
+        builders: dict[str, Callable[..., Any]] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        from .builders import BUILDERS
+
+        self.data = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        self.pos = start
+        self.start = start
+        self.base = base  # file offset of data[0], so offsets are absolute
+        self.member = member
+        self.path = path
+        self.persistent_load = persistent_load
+        self.builders = BUILDERS if builders is None else builders
+        self.limits = limits
+        self.stack: list[Any] = []
+        self.metastack: list[list[Any]] = []
+        self.memo: dict[int, Any] = {}
+        self.globals: list[GlobalRef] = []
+        self.calls: list[Call] = []
+        self.anomalies: list[Anomaly] = []
+        self.proto = 0
+        self.ops = 0
+        self.frame_end: int | None = None
+        self.op_offset = start
+
+    # -- errors and small readers -------------------------------------------------------
+
+    def error(self, message: str, cls: type[PickleError] = PickleError, **kw: Any) -> PickleError:
+        return cls(
+            message,
+            path=self.path,
+            member=self.member,
+            offset=self.base + self.op_offset,
+            **kw,
+        )
+
+    def note(self, kind: str, detail: str) -> None:
+        self.anomalies.append(Anomaly(kind, self.base + self.op_offset, detail))
+
+    def read(self, n: int) -> bytes | memoryview:
+        end = self.pos + n
+        if n < 0 or end > len(self.data):
+            raise self.error(
+                f"pickle ends inside {OPCODE_NAMES.get(bytes(self.data[self.op_offset : self.op_offset + 1]), 'an opcode')}"
+                f" (needs {n} bytes)",
+                hint="the file is truncated or corrupt",
+            )
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def readline(self) -> bytes:
+        data, pos = self.data, self.pos
+        if isinstance(data, bytes):
+            end = data.find(b"\n", pos, pos + _MAX_LINE)
+        else:
+            end = bytes(data[pos : pos + _MAX_LINE]).find(b"\n")
+            end = end + pos if end >= 0 else end
+        if end < 0:
+            raise self.error("pickle ends inside a text line", hint="the file is truncated")
+        self.pos = end + 1
+        return bytes(data[pos:end])
+
+    def pop_mark(self) -> list[Any]:
+        if not self.metastack:
+            raise self.error("an opcode needs a MARK that is not there")
+        items = self.stack
+        self.stack = self.metastack.pop()
+        return items
+
+    def pop(self) -> Any:
+        if not self.stack:
+            raise self.error("stack underflow")
+        return self.stack.pop()
+
+    def memo_put(self, key: int, value: Any) -> None:
+        if key not in self.memo and len(self.memo) >= self.limits.memo:
+            raise self.error(f"memo holds more than {self.limits.memo} entries", LimitExceeded)
+        self.memo[key] = value
+        keys = getattr(value, "memo_keys", None)  # an ndarray awaiting BUILD
+        if keys is not None:
+            keys.append(key)
+
+    def memo_get(self, key: int) -> Any:
+        try:
+            return self.memo[key]
+        except KeyError:
+            self.note("memo-miss", f"memo key {key} was never stored")
+            raise self.error(f"memo key {key} was never stored") from None
+
+    # -- globals and calls ----------------------------------------------------------------
+
+    def find_class(self, module: Any, name: Any, opcode: str) -> Ref:
+        if not isinstance(module, str) or not isinstance(name, str):
+            self.note("computed-global", f"{opcode} operands are not strings: {module!r}, {name!r}")
+            module, name = str(module), str(name)
+        if self.proto < 3 and module in _PY2_MODULES:  # what Unpickler(fix_imports=True) does
+            module = _PY2_MODULES[module]
+        self.globals.append(GlobalRef(module, name, opcode, self.base + self.op_offset, self.member))
+        if "." in name:
+            self.note("dotted-name", f"{module}.{name}: a dotted name reaches an attribute")
+        if name.startswith("__") or any(p.startswith("__") for p in name.split(".")):
+            self.note("dunder-name", f"{module}.{name}")
+        return Ref(module, name)
+
+    def call(self, func: Any, args: Any, opcode: str, kwargs: Any = None) -> Any:
+        if not isinstance(func, Ref):
+            self.note("computed-call", f"{opcode} calls a value built at run time: {func!r}")
+            return Opaque(f"<call of {func!r}>", args, how=opcode.lower())
+        self.calls.append(Call(func.qualname, args, opcode, self.base + self.op_offset))
+        builder = self.builders.get(func.qualname)
+        if builder is not None and kwargs in (None, {}):
+            try:
+                return builder(self, *(args if isinstance(args, tuple) else (args,)))
+            except PickleError:
+                raise
+            except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
+                # Arguments of a shape the builder does not know: keep the call inert.
+                self.note("builder-args", f"{func.qualname}: {exc}")
+        return Opaque(func.qualname, args if kwargs is None else (args, kwargs), how=opcode.lower())
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> Any:
+        dispatch = _DISPATCH
+        data = self.data
+        n = len(data)
+        max_ops = self.limits.pickle_ops
+        while True:
+            if self.pos >= n:
+                raise self.error("pickle ends without STOP", hint="the file is truncated")
+            if self.frame_end is not None and self.pos >= self.frame_end:
+                self.frame_end = None
+            self.op_offset = self.pos
+            op = data[self.pos]
+            self.pos += 1
+            self.ops += 1
+            if self.ops > max_ops:
+                raise self.error(f"more than {max_ops} opcodes", LimitExceeded)
+            handler = dispatch.get(op)
+            if handler is None:
+                raise self.error(f"unknown opcode 0x{op:02x}", hint="not a pickle, or corrupt")
+            if handler(self) is _STOP:
+                return self.stack.pop() if self.stack else None
+
+    @property
+    def end(self) -> int:
+        """Position just after STOP (valid after run())."""
+        return self.pos
+
+
+# Python 2 module names that Unpickler(fix_imports=True) maps (Lib/_compat_pickle.py, subset).
+_PY2_MODULES = {
+    "__builtin__": "builtins",
+    "copy_reg": "copyreg",
+    "Queue": "queue",
+    "cPickle": "pickle",
+    "_elementtree": "xml.etree.ElementTree",
+    "exceptions": "builtins",
+    "UserDict": "collections",
+    "urllib2": "urllib.request",
+    "commands": "subprocess",
+}
+
+
+def _int_line(m: Machine) -> None:
+    line = m.readline()
+    if line in (b"00", b"01"):
+        m.stack.append(line == b"01")
+        return
+    try:
+        m.stack.append(int(line))
+    except ValueError:
+        raise m.error(f"INT operand is not a number: {line[:40]!r}") from None
+
+
+def _long_line(m: Machine) -> None:
+    line = m.readline()
+    try:
+        m.stack.append(int(line[:-1] if line.endswith(b"L") else line))
+    except ValueError:
+        raise m.error(f"LONG operand is not a number: {line[:40]!r}") from None
+
+
+def _float_line(m: Machine) -> None:
+    line = m.readline()
+    try:
+        m.stack.append(float(line))
+    except ValueError:
+        raise m.error(f"FLOAT operand is not a number: {line[:40]!r}") from None
+
+
+def _string_line(m: Machine) -> None:
+    line = m.readline().rstrip(b"\r")
+    if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
+        raise m.error("STRING operand is not quoted")
+    m.stack.append(_py2_str(codecs.escape_decode(line[1:-1])[0]))
+
+
+def _py2_str(raw: bytes) -> str | bytes:
+    # Python 3 unpicklers decode protocol-0/1/2 strings as ASCII by default (encoding="ASCII").
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        return bytes(raw)
+
+
+def _unicode_line(m: Machine) -> None:
+    m.stack.append(m.readline().decode("raw-unicode-escape"))
+
+
+def _sized(fmt: str, size: int) -> Callable[[Machine], int]:
+    unpack = struct.Struct(fmt).unpack
+
+    def read(m: Machine) -> int:
+        return unpack(m.read(size))[0]
+
+    return read
+
+
+_u1, _u2, _u4, _u8, _i4 = (_sized(f, s) for f, s in (("<B", 1), ("<H", 2), ("<I", 4),
+                                                      ("<Q", 8), ("<i", 4)))
+
+
+def _length(m: Machine, n: int) -> int:
+    if n > len(m.data) - m.pos:
+        raise m.error(f"a length of {n} bytes runs past the end of the pickle",
+                      hint="the file is truncated or corrupt")
+    return n
+
+
+def _push_bytes(reader: Callable[[Machine], int]) -> Callable[[Machine], None]:
+    def op(m: Machine) -> None:
+        m.stack.append(bytes(m.read(_length(m, reader(m)))))
+    return op
+
+
+def _push_str(reader: Callable[[Machine], int]) -> Callable[[Machine], None]:
+    def op(m: Machine) -> None:
+        raw = m.read(_length(m, reader(m)))
+        try:
+            m.stack.append(str(raw, "utf-8", "surrogatepass"))
+        except UnicodeDecodeError as exc:
+            raise m.error(f"string is not UTF-8: {exc.reason}") from None
+    return op
+
+
+def _push_binstring(reader: Callable[[Machine], int]) -> Callable[[Machine], None]:
+    def op(m: Machine) -> None:
+        m.stack.append(_py2_str(bytes(m.read(_length(m, reader(m))))))
+    return op
+
+
+def _long_n(reader: Callable[[Machine], int]) -> Callable[[Machine], None]:
+    def op(m: Machine) -> None:
+        m.stack.append(int.from_bytes(m.read(_length(m, reader(m))), "little", signed=True))
+    return op
+
+
+def _proto(m: Machine) -> None:
+    version = _u1(m)
+    if m.op_offset != m.start:
+        m.note("proto-mid-stream", f"PROTO {version} after the first opcode")
+    if version > 5:
+        raise m.error(f"unsupported pickle protocol {version}")
+    m.proto = version
+
+
+def _frame(m: Machine) -> None:
+    size = _u8(m)
+    if m.frame_end is not None and m.op_offset < m.frame_end:
+        m.note("frame", "FRAME starts inside the previous frame")
+    if size > len(m.data) - m.pos:
+        m.note("frame", f"FRAME of {size} bytes runs past the end")
+        raise m.error(f"FRAME of {size} bytes runs past the end of the pickle")
+    m.frame_end = m.pos + size
+
+
+def _global(m: Machine) -> None:
+    module = m.readline().decode("utf-8", "replace")
+    name = m.readline().decode("utf-8", "replace")
+    m.stack.append(m.find_class(module, name, "GLOBAL"))
+
+
+def _stack_global(m: Machine) -> None:
+    name = m.pop()
+    module = m.pop()
+    m.stack.append(m.find_class(module, name, "STACK_GLOBAL"))
+
+
+def _inst(m: Machine) -> None:
+    module = m.readline().decode("utf-8", "replace")
+    name = m.readline().decode("utf-8", "replace")
+    cls = m.find_class(module, name, "INST")
+    args = tuple(m.pop_mark())
+    m.stack.append(m.call(cls, args, "INST"))
+
+
+def _obj(m: Machine) -> None:
+    items = m.pop_mark()
+    if not items:
+        raise m.error("OBJ without a class")
+    m.stack.append(m.call(items[0], tuple(items[1:]), "OBJ"))
+
+
+def _reduce(m: Machine) -> None:
+    args = m.pop()
+    func = m.pop()
+    m.stack.append(m.call(func, args, "REDUCE"))
+
+
+def _newobj(m: Machine) -> None:
+    args = m.pop()
+    cls = m.pop()
+    m.stack.append(m.call(cls, args, "NEWOBJ"))
+
+
+def _newobj_ex(m: Machine) -> None:
+    kwargs = m.pop()
+    args = m.pop()
+    cls = m.pop()
+    m.stack.append(m.call(cls, args, "NEWOBJ_EX", kwargs))
+
+
+def _build(m: Machine) -> None:
+    state = m.pop()
+    if not m.stack:
+        raise m.error("BUILD without an object")
+    obj = m.stack[-1]
+    from .builders import build_state
+
+    build_state(m, obj, state)
+
+
+def _ext(reader: Callable[[Machine], int]) -> Callable[[Machine], None]:
+    def op(m: Machine) -> None:
+        code = reader(m)
+        # The extension registry (copyreg) maps codes to arbitrary globals: a loader imports them.
+        m.note("ext", f"extension code {code} names a global through copyreg's registry")
+        m.globals.append(GlobalRef("copyreg", f"<extension {code}>", "EXT", m.base + m.op_offset,
+                                   m.member))
+        m.stack.append(Ref("copyreg", f"<extension {code}>"))
+    return op
+
+
+def _persid(m: Machine) -> None:
+    pid = m.readline().decode("ascii", "replace")
+    m.stack.append(_persistent(m, pid))
+
+
+def _binpersid(m: Machine) -> None:
+    m.stack.append(_persistent(m, m.pop()))
+
+
+def _persistent(m: Machine, pid: Any) -> Any:
+    if m.persistent_load is None:
+        m.note("persistent-id", f"persistent id {pid!r} in a plain pickle")
+        return Opaque("<persistent>", (pid,), how="persid")
+    return m.persistent_load(pid, m.base + m.op_offset)
+
+
+def _mark(m: Machine) -> None:
+    if len(m.metastack) >= m.limits.depth:
+        raise m.error(f"more than {m.limits.depth} nested MARKs", LimitExceeded)
+    m.metastack.append(m.stack)
+    m.stack = []
+
+
+def _setitems(m: Machine) -> None:
+    items = m.pop_mark()
+    if len(items) % 2:
+        raise m.error("SETITEMS with an odd number of items")
+    _set_into(m, list(zip(items[::2], items[1::2])))
+
+
+def _setitem(m: Machine) -> None:
+    value = m.pop()
+    key = m.pop()
+    _set_into(m, [(key, value)])
+
+
+def _set_into(m: Machine, pairs: list[tuple[Any, Any]]) -> None:
+    if not m.stack:
+        raise m.error("SETITEM without a dict")
+    target = m.stack[-1]
+    if isinstance(target, dict):
+        for k, v in pairs:
+            try:
+                target[k] = v
+            except TypeError:  # an unhashable key: a loader would fail here too
+                raise m.error(f"unhashable dict key {type(k).__name__}") from None
+    elif isinstance(target, Opaque):
+        target.setitems.extend(pairs)
+    else:
+        raise m.error(f"SETITEM on a {type(target).__name__}")
+
+
+def _appends(m: Machine) -> None:
+    _append_into(m, m.pop_mark())
+
+
+def _append(m: Machine) -> None:
+    _append_into(m, [m.pop()])
+
+
+def _append_into(m: Machine, items: list[Any]) -> None:
+    if not m.stack:
+        raise m.error("APPEND without a list")
+    target = m.stack[-1]
+    if isinstance(target, list):
+        target.extend(items)
+    elif isinstance(target, Opaque):
+        target.items.extend(items)
+    else:
+        raise m.error(f"APPEND on a {type(target).__name__}")
+
+
+def _additems(m: Machine) -> None:
+    items = m.pop_mark()
+    if not m.stack or not isinstance(m.stack[-1], (set, Opaque)):
+        raise m.error("ADDITEMS without a set")
+    target = m.stack[-1]
+    try:
+        target.update(items) if isinstance(target, set) else target.items.extend(items)
+    except TypeError:
+        raise m.error("unhashable set item") from None
+
+
+def _hashable(m: Machine, items: list[Any], what: str) -> list[Any]:
+    for item in items:
+        try:
+            hash(item)
+        except TypeError:
+            raise m.error(f"unhashable {what} item {type(item).__name__}") from None
+    return items
+
+
+def _dict(m: Machine) -> None:
+    items = m.pop_mark()
+    if len(items) % 2:
+        raise m.error("DICT with an odd number of items")
+    d: dict[Any, Any] = {}
+    for k, v in zip(_hashable(m, items[::2], "dict key"), items[1::2]):
+        d[k] = v
+    m.stack.append(d)
+
+
+def _tuple_n(n: int) -> Callable[[Machine], None]:
+    def op(m: Machine) -> None:
+        if len(m.stack) < n:
+            raise m.error("stack underflow")
+        items = tuple(m.stack[len(m.stack) - n :]) if n else ()
+        del m.stack[len(m.stack) - n :]
+        m.stack.append(items)
+    return op
+
+
+def _get(key_reader: Callable[[Machine], int]) -> Callable[[Machine], None]:
+    def op(m: Machine) -> None:
+        m.stack.append(m.memo_get(key_reader(m)))
+    return op
+
+
+def _put(key_reader: Callable[[Machine], int]) -> Callable[[Machine], None]:
+    def op(m: Machine) -> None:
+        key = key_reader(m)
+        if not m.stack:
+            raise m.error("PUT with an empty stack")
+        m.memo_put(key, m.stack[-1])
+    return op
+
+
+def _line_int(m: Machine) -> int:
+    line = m.readline()
+    try:
+        return int(line)
+    except ValueError:
+        raise m.error(f"memo key is not a number: {line[:40]!r}") from None
+
+
+def _memoize(m: Machine) -> None:
+    if not m.stack:
+        raise m.error("MEMOIZE with an empty stack")
+    m.memo_put(len(m.memo), m.stack[-1])
+
+
+def _pop(m: Machine) -> None:
+    if m.stack:
+        m.stack.pop()
+    else:
+        m.pop_mark()
+
+
+def _dup(m: Machine) -> None:
+    if not m.stack:
+        raise m.error("DUP with an empty stack")
+    m.stack.append(m.stack[-1])
+
+
+def _next_buffer(m: Machine) -> None:
+    # Out-of-band buffers come from the caller of pickle.loads(buffers=...): a model file has none.
+    m.note("buffer", "NEXT_BUFFER: out-of-band buffer that the file does not contain")
+    raise m.error("pickle needs an out-of-band buffer (NEXT_BUFFER) it does not contain")
+
+
+def _push(value_factory: Callable[[], Any]) -> Callable[[Machine], None]:
+    def op(m: Machine) -> None:
+        m.stack.append(value_factory())
+    return op
+
+
+def _stop(m: Machine) -> object:
+    return _STOP
+
+
+def _binfloat(m: Machine) -> None:
+    m.stack.append(struct.unpack(">d", m.read(8))[0])
+
+
+# pop_mark() replaces m.stack: take the items first, then push onto the restored stack.
+def _frozenset(m: Machine) -> None:
+    items = frozenset(_hashable(m, m.pop_mark(), "frozenset"))
+    m.stack.append(items)
+
+
+def _list(m: Machine) -> None:
+    items = m.pop_mark()
+    m.stack.append(items)
+
+
+def _tuple(m: Machine) -> None:
+    items = tuple(m.pop_mark())
+    m.stack.append(items)
+
+
+def _bytearray8(m: Machine) -> None:
+    m.stack.append(bytearray(m.read(_length(m, _u8(m)))))
+
+
+_MAX_LINE = 1 << 16  # longest text-opcode line (protocol 0 names and numbers)
+
+_DISPATCH_BY_BYTE: dict[bytes, Callable[[Machine], Any]] = {
+    b"(": _mark, b".": _stop, b"0": _pop, b"1": lambda m: m.pop_mark() and None, b"2": _dup,
+    b"F": _float_line, b"I": _int_line, b"L": _long_line, b"S": _string_line,
+    b"V": _unicode_line, b"P": _persid, b"Q": _binpersid,
+    b"J": lambda m: m.stack.append(_i4(m)), b"K": lambda m: m.stack.append(_u1(m)),
+    b"M": lambda m: m.stack.append(_u2(m)), b"N": _push(lambda: None),
+    b"R": _reduce, b"T": _push_binstring(_i4), b"U": _push_binstring(_u1),
+    b"X": _push_str(_u4), b"a": _append, b"b": _build, b"c": _global, b"d": _dict,
+    b"}": _push(dict), b"e": _appends, b"g": _get(_line_int), b"h": _get(_u1), b"i": _inst,
+    b"j": _get(_u4), b"l": _list, b"]": _push(list), b"o": _obj, b"p": _put(_line_int),
+    b"q": _put(_u1), b"r": _put(_u4), b"s": _setitem, b"t": _tuple, b")": _push(tuple),
+    b"u": _setitems, b"G": _binfloat, b"\x80": _proto, b"\x81": _newobj,
+    b"\x82": _ext(_u1), b"\x83": _ext(_u2), b"\x84": _ext(_i4),
+    b"\x85": _tuple_n(1), b"\x86": _tuple_n(2), b"\x87": _tuple_n(3),
+    b"\x88": _push(lambda: True), b"\x89": _push(lambda: False),
+    b"\x8a": _long_n(_u1), b"\x8b": _long_n(_i4), b"B": _push_bytes(_i4),
+    b"C": _push_bytes(_u1), b"\x8c": _push_str(_u1), b"\x8d": _push_str(_u8),
+    b"\x8e": _push_bytes(_u8), b"\x8f": _push(set), b"\x90": _additems, b"\x91": _frozenset,
+    b"\x92": _newobj_ex, b"\x93": _stack_global, b"\x94": _memoize, b"\x95": _frame,
+    b"\x96": _bytearray8, b"\x97": _next_buffer, b"\x98": lambda m: None,
+}
+
+_DISPATCH = {op[0]: handler for op, handler in _DISPATCH_BY_BYTE.items()}
+
+
+@dataclass
+class Result:
+    value: Any
+    end: int
+    globals: list[GlobalRef] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)
+
+
+def unpickle(data: bytes | memoryview, start: int = 0, **kwargs: Any) -> Result:
+    """Interpret one pickle from ``data[start:]``; kwargs as for ``Machine``."""
+    m = Machine(data, start, **kwargs)
+    value = m.run()
+    return Result(value, m.end, m.globals, m.calls, m.anomalies)
