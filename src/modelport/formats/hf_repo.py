@@ -17,6 +17,7 @@ complete.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -42,7 +43,7 @@ def sniff_dir(path: str) -> bool:
 
 def _read_json(path: str) -> Any:
     try:
-        with open(path, encoding="utf-8") as f:
+        with builtins.open(path, encoding="utf-8") as f:
             return json.load(f)
     except (OSError, ValueError) as exc:
         raise RepoError(f"cannot read JSON: {exc}", path=path,

@@ -268,6 +268,15 @@ def _frozen(m: Machine, items: Any = ()) -> frozenset[Any]:
     return frozenset(items)
 
 
+def _bytes(m: Machine, *args: Any) -> bytes:
+    # bytes() and bytes([ints]); bytes(n) would allocate n bytes on the pickle's say-so.
+    if not args:
+        return b""
+    if isinstance(args[0], (list, tuple)) and len(args) == 1:
+        return bytes(args[0])
+    raise ValueError("bytes() with arguments other than a list of ints")
+
+
 def _plain(kind: type) -> Callable[..., Any]:
     def build(m: Machine, *args: Any) -> Any:
         if any(isinstance(a, (Opaque, Ref)) for a in args):
@@ -309,7 +318,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "builtins.list": _plain(list),
     "builtins.tuple": _plain(tuple),
     "builtins.dict": _plain(dict),
-    "builtins.bytearray": _plain(bytearray),
+    "builtins.bytes": _bytes,
     "builtins.complex": _plain(complex),
     "builtins.slice": _plain(slice),
 }
