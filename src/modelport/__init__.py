@@ -9,13 +9,17 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 from . import errors
+from .classify import classify
 from .detect import sniff
 from .errors import ModelportError
 from .limits import DEFAULT_LIMITS, Limits
 from .model import Checkpoint, Opaque, Storage, TensorEntry
-from .tensors import to_numpy
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "open",
@@ -51,8 +55,22 @@ def open(
     fmt = format or sniff(path, limits)
     try:
         reader = module_for(fmt).open
-        return reader(path, limits, select=select) if select is not None else reader(path, limits)
+        if select is None:
+            return reader(path, limits)
+        code = reader.__code__
+        if "select" in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]:
+            return reader(path, limits, select=select)
+        ck = reader(path, limits)  # a flat format: select a prefix of its names
+        return classify(ck.path, ck.format, ck.tree, globals=ck.globals, info=ck.info,
+                        select_path=select, file_size=ck.file_size)
     except KeyError as exc:
         raise errors.UsageError(f"--select {select!r}: no such subtree ({exc})", path=path) from None
     except ModelportError as exc:
         raise exc.located(path=path, format=fmt)
+
+
+def to_numpy(entry: TensorEntry) -> np.ndarray:
+    """A tensor's values as a read-only numpy array, zero-copy where its layout allows."""
+    from .tensors import to_numpy as _to_numpy
+
+    return _to_numpy(entry)

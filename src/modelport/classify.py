@@ -70,7 +70,10 @@ def flatten_tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, TensorEnt
                                    prefix + "args.")
     else:
         for k, v in _items(obj):
-            yield from flatten_tensors(v, f"{prefix}{k}.")
+            if isinstance(v, TensorEntry):  # name it here: rstrip(".") would eat a key's own dots
+                yield prefix + k, v
+            else:
+                yield from flatten_tensors(v, f"{prefix}{k}.")
 
 
 def plain(obj: Any, depth: int = 0) -> Any:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported only when an array is made: inspect never needs it
+    import numpy as np
 
 __all__ = ["DType", "DTYPES", "by_name", "by_torch_storage", "by_torch", "by_onnx", "by_numpy"]
 
@@ -113,6 +115,8 @@ def by_onnx(code: int) -> DType | None:
 
 def by_numpy(dt: np.dtype | str) -> DType | None:
     """A numpy dtype (native or ml_dtypes) -> DType; None for object, string and record types."""
+    import numpy as np
+
     dt = np.dtype(dt)
     if dt.kind in "OUSVMm" and dt.names is None and dt.kind != "V":
         return None
@@ -130,6 +134,8 @@ def _np_dtype(name: str) -> np.dtype:
     d = _BY_NAME[name]
     if d.numpy is None:
         raise TypeError(f"numpy has no type for {name}")
+    import numpy as np
+
     if d.numpy[0] in "<|>":
         return np.dtype(d.numpy)
     import ml_dtypes

@@ -74,7 +74,16 @@ class ZipArchive:
     @classmethod
     def open(cls, path: str, limits: Limits = DEFAULT_LIMITS) -> ZipArchive:
         with open(path, "rb") as f:
-            return _parse(path, f.fileno(), os.fstat(f.fileno()).st_size, limits)
+            st = os.fstat(f.fileno())
+            # Detection and the reader both parse the directory: keep the last few parsed.
+            key = (path, st.st_ino, st.st_size, st.st_mtime_ns, limits)
+            archive = _RECENT.get(key)
+            if archive is None:
+                archive = _parse(path, f.fileno(), st.st_size, limits)
+                _RECENT[key] = archive
+                while len(_RECENT) > 8:
+                    del _RECENT[next(iter(_RECENT))]
+            return archive
 
     def by_name(self) -> dict[str, ZipMember]:
         """Last member of each name wins, as zipfile does; duplicates are in anomalies."""
@@ -120,6 +129,9 @@ class ZipArchive:
                 path=self.path, member=member.name, offset=member.data_offset,
             )
         return out
+
+
+_RECENT: dict[tuple, ZipArchive] = {}
 
 
 def _err(path: str, msg: str, offset: int, cls: type = MalformedHeader, **kw: object) -> Exception:
