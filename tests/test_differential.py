@@ -11,8 +11,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -258,7 +259,7 @@ def hf_reference(repo: Path, suffix: str) -> dict[str, Any]:
             ref |= load(shard)
         else:
             with pytest.importorskip("safetensors").safe_open(shard, framework="pt") as f:
-                ref |= {k: f.get_tensor(k) for k in f.keys()}
+                ref |= {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     return ref
 
 

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import errors
 from .classify import classify
@@ -66,7 +66,8 @@ def open(
     except KeyError as exc:
         raise errors.UsageError(f"--select {select!r}: no such subtree ({exc})", path=path) from None
     except ModelportError as exc:
-        raise exc.located(path=path, format=fmt)
+        exc.located(path=path, format=fmt)
+        raise
 
 
 def to_numpy(entry: TensorEntry) -> np.ndarray:

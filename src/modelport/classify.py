@@ -8,9 +8,10 @@ EMA copies, ...) or plain values.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from .model import WEIGHT_KEYS, Checkpoint, GlobalRef, Opaque, TensorEntry, _TRAINING_KEYS
+from .model import _TRAINING_KEYS, WEIGHT_KEYS, Checkpoint, GlobalRef, Opaque, TensorEntry
 
 __all__ = ["classify", "flatten_tensors", "module_tensors", "plain", "select"]
 
@@ -153,9 +154,8 @@ def _find_weights(tree: Any) -> tuple[str | None, Any]:
         # A dict that is mostly nested dicts of tensors (e.g. {"encoder": {...}, "decoder": {...}}).
         if tree and all(isinstance(v, (dict, TensorEntry)) for v in tree.values()) and not (
             set(tree) & _TRAINING_KEYS
-        ):
-            if any(True for _ in flatten_tensors(tree)):
-                return "", tree
+        ) and any(True for _ in flatten_tensors(tree)):
+            return "", tree
     return None, None
 
 

@@ -78,8 +78,7 @@ _ROWS = [
 
 # safetensors >= 0.6 also reads and writes F8_E4M3FNUZ and F8_E5M2FNUZ (safetensors.torch _TYPES).
 _SAFETENSORS_CODES = frozenset(
-    "F64 F32 F16 BF16 F8_E4M3 F8_E5M2 F8_E4M3FNUZ F8_E5M2FNUZ F8_E8M0 "
-    "I64 I32 I16 I8 U64 U32 U16 U8 BOOL C64".split()
+    ["F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E4M3FNUZ", "F8_E5M2FNUZ", "F8_E8M0", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL", "C64"]
 )
 
 DTYPES: tuple[DType, ...] = tuple(DType(*row) for row in _ROWS)

@@ -13,8 +13,9 @@ model weights, what other tensors there are, the plain values, and the kind of f
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any
 
 from .dtypes import DType
 
@@ -47,9 +48,7 @@ WEIGHT_KEYS = (
 
 # Keys whose presence next to weights marks a training checkpoint.
 _TRAINING_KEYS = frozenset(
-    "optimizer optimizer_state_dict optimizer_states optimizers lr_scheduler lr_schedulers "
-    "scheduler scheduler_state_dict epoch global_step step iteration loss best_loss "
-    "amp scaler loops callbacks".split()
+    ["optimizer", "optimizer_state_dict", "optimizer_states", "optimizers", "lr_scheduler", "lr_schedulers", "scheduler", "scheduler_state_dict", "epoch", "global_step", "step", "iteration", "loss", "best_loss", "amp", "scaler", "loops", "callbacks"]
 )
 
 

@@ -303,9 +303,8 @@ def test_npz_truncated(tmp_path: Path) -> None:
 
 def test_npz_duplicate_member(tmp_path: Path) -> None:
     path = tmp_path / "d.npz"
-    with pytest.warns(UserWarning):
-        with zipfile.ZipFile(path, "w") as zf:
-            zf.writestr("a.npy", _npy_bytes(np.arange(2)))
-            zf.writestr("a.npy", _npy_bytes(np.arange(3)))
+    with pytest.warns(UserWarning), zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("a.npy", _npy_bytes(np.arange(2)))
+        zf.writestr("a.npy", _npy_bytes(np.arange(3)))
     with pytest.raises(MalformedHeader, match="twice"):
         np_format.open(path)

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
 import ml_dtypes  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from modelport.containers import protobuf as pb  # noqa: E402
 from modelport.errors import (  # noqa: E402

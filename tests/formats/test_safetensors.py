@@ -63,7 +63,7 @@ def test_numpy_writer_every_dtype(tmp_path: Path) -> None:
     with safetensors.safe_open(str(path), framework="numpy") as ref:
         assert set(ref.keys()) == set(ck.weights)
         assert ref.metadata() == ck.info["metadata"]
-        for name in ref.keys():
+        for name in ref.keys():  # noqa: SIM118 - safe_open is not iterable
             want, got = ref.get_tensor(name), to_numpy(ck.weights[name])
             assert got.dtype == want.dtype and got.shape == want.shape, name
             assert got.tobytes() == want.tobytes(), name
@@ -96,7 +96,7 @@ def test_torch_writer_every_dtype(tmp_path: Path) -> None:
     assert offsets == sorted(offsets)
     with safetensors.safe_open(str(path), framework="pt") as ref:
         assert set(ref.keys()) == set(ck.weights)
-        for name in ref.keys():
+        for name in ref.keys():  # noqa: SIM118 - safe_open is not iterable
             want, entry = ref.get_tensor(name), ck.weights[name]
             assert entry.dtype.torch == str(want.dtype).removeprefix("torch."), name
             assert entry.shape == tuple(want.shape), name
@@ -225,7 +225,7 @@ def test_malformed_header(tmp_path: Path, case: tuple) -> None:
     if reference_rejects:  # the reference agrees the file is bad
         with pytest.raises(Exception):
             with safetensors.safe_open(str(path), framework="numpy") as f:
-                for k in f.keys():
+                for k in f.keys():  # noqa: SIM118 - safe_open is not iterable
                     f.get_slice(k)
 
 
@@ -279,7 +279,8 @@ def test_out_of_order_offsets_are_sorted(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- round trip property
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import assume, given, settings, strategies as hst  # noqa: E402
+from hypothesis import assume, given, settings  # noqa: E402
+from hypothesis import strategies as hst
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 _names = hst.text(min_size=1, max_size=12).filter(lambda s: s != "__metadata__")

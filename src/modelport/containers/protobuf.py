@@ -20,7 +20,8 @@ Repeated numeric fields may arrive packed (one LEN field) or one field per eleme
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple, Union
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -49,7 +50,7 @@ _MAX_FIELD = (1 << 29) - 1
 _MASK64 = (1 << 64) - 1
 _KIND_WIRE = {"varint": VARINT, "<f4": I32, "<f8": I64}  # unpack kinds, unpacked on the wire
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 
 class Field(NamedTuple):

@@ -102,7 +102,8 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
         try:
             ck = module_for(fmt).open(spath, limits)
         except ModelportError as exc:
-            raise exc.located(path=spath)
+            exc.located(path=spath)
+            raise
         size += ck.file_size
         shard_info.append({"file": shard, "format": fmt, "tensors": len(ck.weights)})
         for name, t in ck.weights.items():

@@ -30,14 +30,15 @@ they are not tensors modelport can map without a copy.
 from __future__ import annotations
 
 import ast
+import builtins
 import bz2
-import io
 import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -210,7 +211,7 @@ def _open_npy(path: str, f: BinaryIO, size: int, limits: Limits) -> Checkpoint:
     name = os.path.splitext(os.path.basename(path))[0] or "array"
     storage = Storage(nbytes=header.nbytes, path=path, offset=header.data_offset, key=name)
     end = header.data_offset + header.nbytes
-    info = {"npy_version": "%d.%d" % header.version, "fortran_order": header.fortran,
+    info = {"npy_version": "{}.{}".format(*header.version), "fortran_order": header.fortran,
             "trailing_bytes": size - end}  # more np.save calls on one handle append arrays
     return classify(path, FORMAT_IDS[0], {name: header.entry(name, storage)}, info=info,
                     file_size=size)
@@ -325,7 +326,7 @@ def _open_npz(path: str, f: BinaryIO, size: int, limits: Limits) -> Checkpoint:
 def open(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Checkpoint:
     """A .npy (one array, named after the file) or a .npz (member name without .npy -> array)."""
     path = os.fspath(path)
-    with io.open(path, "rb") as f:
+    with builtins.open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(6)
         if head == MAGIC:

@@ -39,8 +39,18 @@ from typing import Any
 import numpy as np
 
 from ..classify import classify
-from ..containers.protobuf import I32, I64, LEN, VARINT, Field, Schema, decode, read_varint
-from ..containers.protobuf import text, unpack
+from ..containers.protobuf import (
+    I32,
+    I64,
+    LEN,
+    VARINT,
+    Field,
+    Schema,
+    decode,
+    read_varint,
+    text,
+    unpack,
+)
 from ..dtypes import DType, by_onnx
 from ..errors import InputError, LimitExceeded, MalformedHeader, ModelportError, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
@@ -220,7 +230,8 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS) -> Checkpoint:  # noqa: A00
         model = decode(buf, 0, size, MODEL)
         info = _model_info(w, model)
     except ModelportError as err:
-        raise err.located(path=path, format=FORMAT_ID)
+        err.located(path=path, format=FORMAT_ID)
+        raise
     ckpt = classify(path, FORMAT_ID, w.tree, info={"graph": info}, kind="onnx-graph",
                     file_size=size)
     ckpt.metadata.update(info["metadata_props"])

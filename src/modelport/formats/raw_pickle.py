@@ -31,5 +31,6 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
     try:
         tree = m.run()
     except ModelportError as exc:
-        raise exc.located(path=path, format=FORMAT_ID)
+        exc.located(path=path, format=FORMAT_ID)
+        raise
     return classify(path, FORMAT_ID, tree, globals=m.globals, select_path=select, file_size=size)

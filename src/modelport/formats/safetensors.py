@@ -29,7 +29,7 @@ flat str -> str object, dtype codes it does not know, dims that are not non-nega
 
 from __future__ import annotations
 
-import io
+import builtins
 import itertools
 import json
 import os
@@ -110,7 +110,7 @@ def parse_header(
             cls: type[InputError] = MalformedHeader) -> InputError:
         return cls(msg, path=path, format=FORMAT_ID, tensor=tensor, offset=offset, hint=hint)
 
-    with io.open(path, "rb") as f:
+    with builtins.open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(8)
         if len(head) < 8:  # HeaderTooSmall

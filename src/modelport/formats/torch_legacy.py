@@ -57,7 +57,8 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
     try:
         return _read(path, buf, size, limits, select)
     except ModelportError as exc:
-        raise exc.located(path=path, format=FORMAT_ID)
+        exc.located(path=path, format=FORMAT_ID)
+        raise
 
 
 def _run(buf: memoryview, pos: int, path: str, limits: Limits, load: Any = None) -> Machine:

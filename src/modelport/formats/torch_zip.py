@@ -105,6 +105,7 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
         m = unpickle_member(archive, pkl, storage_loader(archive, prefix, members, pkl.name),
                             limits)
     except ModelportError as exc:
-        raise exc.located(path=path, member=pkl.name)
+        exc.located(path=path, member=pkl.name)
+        raise
     return classify(path, FORMAT_ID, m.result, globals=m.globals, select_path=select,  # type: ignore[attr-defined]
                     file_size=archive.size, info={"archive": prefix.rstrip("/")})

@@ -16,7 +16,7 @@ and buffers in the order the class declares them, then its submodules in attribu
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
 
 from ..classify import classify
 from ..containers.zip import ZipArchive
@@ -77,7 +77,8 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
         m = unpickle_member(archive, pkl, storage_loader(archive, prefix, members, pkl.name),
                             limits)
     except ModelportError as exc:
-        raise exc.located(path=path, member=pkl.name)
+        exc.located(path=path, member=pkl.name)
+        raise
     root = m.result  # type: ignore[attr-defined]
     decls = _declarations(archive, prefix, limits)
     code = sorted(n[len(prefix):] for n in members if n.startswith(prefix + "code/")

@@ -14,8 +14,9 @@ torch/_tensor.py (``_rebuild_from_type_v2``), numpy/_core/numeric.py and ``ndarr
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .. import dtypes
 from ..dtypes import DType

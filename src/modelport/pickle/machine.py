@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import codecs
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import LimitExceeded, PickleError
 from ..limits import DEFAULT_LIMITS, Limits
