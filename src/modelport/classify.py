@@ -201,6 +201,11 @@ def classify(
             )
         elif other or (isinstance(tree, dict) and set(map(str, tree)) & _TRAINING_KEYS):
             kind = "training-checkpoint"
+            needs.append(
+                f"a training checkpoint: the weights are under {wpath!r}; "
+                f"model.load_state_dict(checkpoint[{wpath!r}]) loads them"
+                if wpath else "a training checkpoint: weights together with training state"
+            )
         else:
             kind = "weights"
     return Checkpoint(

@@ -14,6 +14,7 @@ is ``('storage', torch.<Type>Storage, key, location, numel)``; the storage is me
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .. import dtypes
@@ -92,7 +93,18 @@ def check_byteorder(archive: ZipArchive, prefix: str, members: dict[str, ZipMemb
                               hint="re-save it on a little-endian machine")
 
 
-def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) -> Checkpoint:
+@dataclass
+class Loaded:
+    """A torch archive with its data.pkl interpreted: shared by torch-zip and TorchScript."""
+
+    archive: ZipArchive
+    prefix: str
+    members: dict[str, ZipMember]
+    tree: Any
+    machine: Machine
+
+
+def load(path: str, limits: Limits) -> Loaded:
     archive = ZipArchive.open(path, limits)
     prefix = archive_prefix(archive)
     if prefix is None:
@@ -107,5 +119,10 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
     except ModelportError as exc:
         exc.located(path=path, member=pkl.name)
         raise
-    return classify(path, FORMAT_ID, m.result, globals=m.globals, select_path=select,  # type: ignore[attr-defined]
-                    file_size=archive.size, info={"archive": prefix.rstrip("/")})
+    return Loaded(archive, prefix, members, m.result, m)  # type: ignore[attr-defined]
+
+
+def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) -> Checkpoint:
+    t = load(path, limits)
+    return classify(path, FORMAT_ID, t.tree, globals=t.machine.globals, select_path=select,
+                    file_size=t.archive.size, info={"archive": t.prefix.rstrip("/")})

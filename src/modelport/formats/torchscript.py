@@ -20,10 +20,9 @@ from collections.abc import Iterator
 
 from ..classify import classify
 from ..containers.zip import ZipArchive
-from ..errors import ModelportError, UnknownFormat
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Opaque, TensorEntry
-from .torch_zip import archive_prefix, check_byteorder, storage_loader, unpickle_member
+from . import torch_zip
 
 FORMAT_ID = "torchscript"
 
@@ -66,26 +65,14 @@ def _walk(obj: Opaque, decls: dict[str, dict[str, list[str]]], prefix: str,
 
 
 def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) -> Checkpoint:
-    archive = ZipArchive.open(path, limits)
-    prefix = archive_prefix(archive)
-    if prefix is None:
-        raise UnknownFormat("zip archive without <folder>/data.pkl", path=path)
-    members = archive.by_name()
-    check_byteorder(archive, prefix, members, limits)
-    pkl = members[prefix + "data.pkl"]
-    try:
-        m = unpickle_member(archive, pkl, storage_loader(archive, prefix, members, pkl.name),
-                            limits)
-    except ModelportError as exc:
-        exc.located(path=path, member=pkl.name)
-        raise
-    root = m.result  # type: ignore[attr-defined]
+    t = torch_zip.load(path, limits)
+    archive, prefix, members, root = t.archive, t.prefix, t.members, t.tree
     decls = _declarations(archive, prefix, limits)
     code = sorted(n[len(prefix):] for n in members if n.startswith(prefix + "code/")
                   and n.endswith(".py"))
     info = {"archive": prefix.rstrip("/"), "code": code,
             "class": root.cls if isinstance(root, Opaque) else None}
-    ck = classify(path, FORMAT_ID, root, globals=m.globals, kind="torchscript", info=info,
+    ck = classify(path, FORMAT_ID, root, globals=t.machine.globals, kind="torchscript", info=info,
                   select_path=select, file_size=archive.size)
     if select is None and isinstance(root, Opaque):
         ck.weights = {name: t.renamed(name) for name, t in _walk(root, decls, "", set())}
