@@ -125,8 +125,9 @@ def _collapse(names: list[tuple[str, TensorEntry]]) -> list[str]:
             continue
         layers = groups[item]
         idx = sorted(layers)
-        sig = [(r, t.dtype.name, t.shape) for r, t in layers[idx[0]]]
-        same = all([(r, t.dtype.name, t.shape) for r, t in layers[i]] == sig for i in idx)
+        # Shards may store a layer's tensors in another order: compare layers as sets.
+        sig = sorted((r, t.dtype.name, t.shape) for r, t in layers[idx[0]])
+        same = all(sorted((r, t.dtype.name, t.shape) for r, t in layers[i]) == sig for i in idx)
         if same and len(idx) > 1:
             lines.append(f"  {item}.{{{idx[0]}..{idx[-1]}}}  ({len(idx)} alike layers, each:)")
             for rest, t in layers[idx[0]]:
