@@ -1,0 +1,68 @@
+"""Lazy tensor reads: zero-copy views, strided views, bounded chunks, bounds checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelport import dtypes
+from modelport.errors import MalformedHeader, Truncated
+from modelport.model import Storage, TensorEntry
+from modelport.tensors import contiguous_bytes, iter_bytes, to_numpy
+
+F32 = dtypes.by_name("F32")
+
+
+@pytest.fixture
+def storage(tmp_path):
+    data = np.arange(24, dtype=np.float32)
+    path = tmp_path / "raw.bin"
+    path.write_bytes(b"HEAD" + data.tobytes())
+    return Storage(nbytes=data.nbytes, path=str(path), offset=4, key="0"), data
+
+
+def test_contiguous_view_is_zero_copy(storage):
+    st, data = storage
+    e = TensorEntry("w", F32, (2, 3), st, storage_offset=6)
+    arr = to_numpy(e)
+    np.testing.assert_array_equal(arr, data[6:12].reshape(2, 3))
+    assert not arr.flags.owndata and not arr.flags.writeable
+    assert bytes(contiguous_bytes(e)) == data[6:12].tobytes()
+
+
+def test_strided_view_matches_numpy(storage):
+    st, data = storage
+    e = TensorEntry("t", F32, (4, 3), st, storage_offset=1, strides=(1, 8))
+    expect = np.lib.stride_tricks.as_strided(data[1:], (4, 3), (4, 32))
+    np.testing.assert_array_equal(to_numpy(e), expect)
+    assert contiguous_bytes(e) is None
+    assert b"".join(bytes(c) for c in iter_bytes(e, chunk=8)) == np.ascontiguousarray(expect).tobytes()
+
+
+def test_chunks_are_bounded(storage):
+    st, data = storage
+    e = TensorEntry("w", F32, (24,), st)
+    chunks = list(iter_bytes(e, chunk=16))
+    assert max(len(c) for c in chunks) <= 16
+    assert b"".join(bytes(c) for c in chunks) == data.tobytes()
+
+
+def test_a_tensor_reaching_past_its_storage_is_refused(storage):
+    st, _ = storage
+    with pytest.raises(MalformedHeader, match="reaches byte"):
+        to_numpy(TensorEntry("w", F32, (5, 5), st))
+    with pytest.raises(MalformedHeader):
+        to_numpy(TensorEntry("w", F32, (3,), st, storage_offset=23))
+
+
+def test_a_storage_past_the_end_of_the_file_is_truncated(storage):
+    st, _ = storage
+    big = Storage(nbytes=st.nbytes * 2, path=st.path, offset=st.offset, key="0")
+    with pytest.raises(Truncated, match="truncated"):
+        to_numpy(TensorEntry("w", F32, (48,), big))
+
+
+def test_empty_and_scalar(storage):
+    st, data = storage
+    assert to_numpy(TensorEntry("e", F32, (0, 3), st)).shape == (0, 3)
+    assert to_numpy(TensorEntry("s", F32, (), st, storage_offset=5)) == data[5]
