@@ -210,7 +210,7 @@ def _parse(path: str, fd: int, size: int, limits: Limits) -> ZipArchive:
         nlen, xlen, clen, hoff = f[10], f[11], f[12], f[16]
         raw_name = cd[pos + _CENTRAL.size : pos + _CENTRAL.size + nlen]
         extra = cd[pos + _CENTRAL.size + nlen : pos + _CENTRAL.size + nlen + xlen]
-        name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
+        name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
         usize, csize, hoff = _zip64_extra(extra, usize, csize, hoff)
         m = ZipMember(name, method, flags, crc, csize, usize, hoff + prefix)
         _local(path, fd, size, m, anomalies)

@@ -1,0 +1,543 @@
+"""Containers: where pickles hide in model files, and the header checks that are findings.
+
+    file            decided by its first bytes: zip, .npy, legacy torch / raw pickle, safetensors,
+                    ONNX, gzip/bz2/xz/zlib/lz4 stream, tar; a zip directory at the end of a file
+                    that does not start as a zip is a polyglot, and both parts are scanned
+    zip             modelport's zip reader (every local and central header): its anomalies,
+                    unusual flag bits and CRC mismatches are findings; EVERY member is sniffed
+                    by content and scanned, duplicates included; torch storages
+                    (``<archive>/data/N``) are only sniffed (their first bytes), never read
+    TorchScript     data.pkl/constants.pkl may name ``__torch__`` classes; the code/ it carries
+                    is listed and searched for file and system operations
+    .npy / .npz     object dtypes (structured too) are pickles np.load(allow_pickle=True) runs
+    tar             legacy torch tar archives (sys_info, pickle, storages, tensors), record by
+                    record
+    compressed      joblib's compressors: decompressed within limits, then scanned by content
+    safetensors     the reader's strict header validation, as findings
+    ONNX            external data outside the model folder (the reader refuses it) and links
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+import re
+import struct
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from .. import dtypes
+from ..containers.zip import ZipArchive, ZipMember
+from ..errors import InputError, LimitExceeded, ModelportError, Truncated
+from ..pickle.machine import Ref
+from . import pickles
+from .context import Scan, compressed_kind, decompress_errors, decompressor, pickle_strength
+from .findings import Severity
+
+__all__ = ["scan_path", "scan_zip", "scan_npy", "scan_tar", "scan_compressed"]
+
+S = Severity
+_HEAD = 4096
+
+# ZipArchive anomaly kind -> (severity, rule, why it matters).
+ZIP_RULES: dict[str, tuple[Severity, str, str]] = {
+    "prefix": (S.MEDIUM, "zip-prefix", "bytes before the first zip header make a polyglot: "
+               "torch.load checks only the first four bytes and unpickles the file as a legacy "
+               "torch file, while zip tools see a clean archive"),
+    "name-mismatch": (S.MEDIUM, "zip-name-mismatch", "the local header names the member "
+                      "differently from the central directory: zipfile refuses it (scanners "
+                      "crash, CVE-2025-1944) while torch reads it"),
+    "duplicate": (S.MEDIUM, "zip-duplicate", "two members share a name: readers disagree on "
+                  "which one is loaded (both were scanned)"),
+    "encrypted": (S.MEDIUM, "zip-flags", "the encryption flag is set: zipfile refuses the "
+                  "member (scanners crash, CVE-2025-1945) while torch ignores the flag"),
+    "method": (S.MEDIUM, "zip-method", "a compression method model writers never use: "
+               "scanners cannot read the member, some loaders can"),
+    "method-mismatch": (S.MEDIUM, "zip-method", "local and central headers disagree on the "
+                        "compression method: readers disagree on the bytes"),
+    "bomb": (S.MEDIUM, "zip-bomb", "a member that expands far beyond its compressed size"),
+}
+_FLAG_OK = 0x1 | 0x2 | 0x4 | 0x8 | 0x800  # encrypted (own rule), deflate level, descriptor, UTF-8
+_FLAG_WHY = ("flag bits no model writer sets (patched data 0x20, strong encryption 0x40, masked "
+             "header 0x2000, reserved): zipfile refuses the member while torch ignores them "
+             "(CVE-2025-1945)")
+_LOCAL = struct.Struct("<IHHHHHIIIHH")
+_SMALL = 64 << 20  # members read whole to check their CRC (pickles, code, small files)
+
+# TorchScript code -> (pattern, severity, rule, why).
+_TS_RULES: list[tuple[re.Pattern[str], Severity, str, str]] = [
+    (re.compile(r"\b(?:torch|ops\.aten)\.(from_file|save|load|_load_for_mobile)\s*\("), S.HIGH,
+     "torchscript-file-op", "the program reads or writes files when it runs"),
+    (re.compile(r"\b(os|subprocess|sys|shutil|socket|builtins)\.\w+\s*\("), S.HIGH,
+     "torchscript-system-op", "the program calls a system module"),
+    (re.compile(r"\b(open|exec|eval|__import__)\s*\("), S.HIGH, "torchscript-system-op",
+     "the program opens files or evaluates code"),
+    (re.compile(r"\bops\.(?!aten\.|prim\.|quantized\.|_caffe2\.|profiler\.)(\w+)\.\w+"),
+     S.MEDIUM, "torchscript-custom-op", "a custom operator: native code from a library the "
+     "loading process must have loaded"),
+]
+_TS_METHOD = re.compile(r"^  def (\w+)\(", re.M)
+
+
+# -- files --------------------------------------------------------------------------------------
+
+
+def scan_path(scan: Scan, path: str) -> None:
+    """Scan one file on disk by its content; the bytes are mapped, never read whole."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(_HEAD)
+        if not size:
+            scan.report.format = "empty"
+            return
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        _dispatch(scan, path, head, memoryview(mm), size)
+    finally:
+        _close(mm)
+
+
+def _close(mm: mmap.mmap) -> None:
+    try:
+        mm.close()
+    except BufferError:
+        pass  # a view is still referenced (by a finished machine): the map closes with it
+
+
+def _dispatch(scan: Scan, path: str, head: bytes, data: memoryview, size: int) -> None:
+    rep = scan.report
+    kind = compressed_kind(head)
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        scan_zip(scan, path, member=None)
+        return
+    if head.startswith(b"\x93NUMPY"):
+        rep.format = "numpy-npy"
+        scan_npy(scan, data, member=None)
+    elif pickle_strength(head):
+        rep.format = "torch-legacy" if head.startswith(pickles_legacy_head()) else "pickle"
+        pickles.scan_stream(scan, data, member=None, loader=pickle_strength(head) == 2)
+    elif _safetensors_head(head):
+        rep.format = "safetensors"
+        _safetensors(scan, path)
+    elif kind:
+        rep.format = f"compressed-{kind}"
+        scan_compressed(scan, data, kind, member=None)
+    elif len(head) > 262 and head[257:262] == b"ustar":
+        rep.format = "tar"
+        with open(path, "rb") as f:
+            scan_tar(scan, f, member=None)
+    elif _onnx_head(head):
+        rep.format = "onnx"
+        _onnx(scan, path)
+    _polyglot(scan, path, size)
+
+
+def _safetensors_head(head: bytes) -> bool:
+    from ..formats import safetensors
+
+    return safetensors.sniff(head)
+
+
+def _onnx_head(head: bytes) -> bool:
+    from ..formats import onnx  # imports numpy: only for files nothing else claimed
+
+    return onnx.sniff(head)
+
+
+def pickles_legacy_head() -> bytes:
+    from ..formats.torch_legacy import MAGIC_PICKLE
+
+    return MAGIC_PICKLE
+
+
+def _polyglot(scan: Scan, path: str, size: int) -> None:
+    """A zip directory at the end of a file that does not start as a zip: zip tools read the
+    archive, torch.load reads what comes first. Both parts are scanned."""
+    with open(path, "rb") as f:
+        tail = os.pread(f.fileno(), min(size, 65557), max(0, size - 65557))
+    if b"PK\x05\x06" not in tail:
+        return
+    try:
+        archive = ZipArchive.open(path, scan.limits)
+    except (ModelportError, OSError, ValueError, struct.error):
+        return  # the signature is a coincidence in some data, not an archive
+    if not archive.members:
+        return
+    scan.add(S.MEDIUM, "polyglot", f"the file is also a zip archive of {len(archive.members)} "
+             f"member(s) starting at byte {min(m.header_offset for m in archive.members)}",
+             offset=0, why="loaders that decide by the first bytes and zip tools read different "
+             "content from the same file")
+    scan_zip(scan, path, member=None, archive=archive, before=False)
+
+
+# -- zip ----------------------------------------------------------------------------------------
+
+
+def scan_zip(scan: Scan, path: str, *, member: str | None,
+             archive: ZipArchive | None = None, before: bool = True) -> None:
+    """Every member of a zip, by content. ``before``: also scan what precedes the archive
+    (False when the caller already scanned the file from its first byte)."""
+    try:
+        archive = archive or ZipArchive.open(path, scan.limits)
+    except LimitExceeded as exc:
+        _limit(scan, exc, member)
+        return
+    except ModelportError as exc:
+        scan.error(_where(str(exc), member))
+        return
+    except (ValueError, struct.error) as exc:  # names that are not UTF-8, short records
+        scan.error(_where(f"{path}: the zip directory cannot be read: {exc}", member))
+        return
+    label = (member + " > ") if member else ""
+    for a in archive.anomalies:
+        sev, rule, why = ZIP_RULES.get(a.kind, (S.LOW, f"zip-{a.kind}", "an irregular archive"))
+        scan.add(sev, rule, a.detail, member=label + (a.member or ""), offset=a.offset, why=why)
+    names = [m.name for m in archive.members]
+    folders = {n.rsplit("/", 1)[0] + "/" for n in names if n.endswith("/data.pkl")}
+    folders |= {""} if "data.pkl" in names else set()
+    script = {f for f in folders if f + "constants.pkl" in names
+              or any(n.startswith(f + "code/") for n in names)}
+    loaders = {f + "data.pkl" for f in folders} | {f + "constants.pkl" for f in script}
+    if member is None and scan.report.format in (None, "pickle", "torch-legacy"):
+        kind = ("torchscript" if script else "torch-zip" if folders else
+                "numpy-npz" if names and all(n.endswith(".npy") for n in names) else "zip")
+        scan.report.format = kind if scan.report.format is None else \
+            f"{scan.report.format}+{kind}"
+    with open(archive.path, "rb") as f:
+        fd = f.fileno()
+        mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if archive.size else None
+        buf = memoryview(mm if mm is not None else b"")
+        try:
+            for m in archive.members:
+                in_script = any(m.name.startswith(s) for s in script)
+                storage = any(m.name.startswith(fo + "data/") for fo in folders)
+                _member(scan, archive, fd, buf, m, label, loader=m.name in loaders,
+                        storage=storage, torchscript=in_script)
+            first = min((m.header_offset for m in archive.members), default=0)
+            if first and before:
+                # What precedes the archive: a pickle here is what torch.load would run.
+                scan.bytes(buf[:first], member=label + "<before the zip>")
+        finally:
+            del buf
+            if mm is not None:
+                _close(mm)
+    for s in sorted(script):
+        _torchscript_code(scan, archive, s, label)
+
+
+def _local_flags(fd: int, m: ZipMember) -> tuple[int, int]:
+    f = _LOCAL.unpack(os.pread(fd, _LOCAL.size, m.header_offset))
+    return f[2], f[6]  # flags, crc
+
+
+def _head(archive: ZipArchive, fd: int, m: ZipMember, n: int) -> bytes:
+    """The first ``n`` bytes of a member, decompressing only what that takes."""
+    raw = os.pread(fd, min(m.csize, n if m.stored else max(n, 1 << 16)), m.data_offset)
+    if m.stored or m.method not in (8, 12, 14):
+        return raw
+    try:
+        d = zlib.decompressobj(-15) if m.method == 8 else decompressor(
+            {12: "bz2", 14: "lzma"}[m.method])
+        return d.decompress(raw, n)
+    except decompress_errors():
+        return b""
+
+
+def _member(scan: Scan, archive: ZipArchive, fd: int, buf: memoryview, m: ZipMember, label: str,
+            *, loader: bool, storage: bool, torchscript: bool) -> None:
+    name = label + m.name
+    lflags, lcrc = _local_flags(fd, m)
+    for flags in {m.flags, lflags}:
+        odd = flags & ~_FLAG_OK
+        if odd:
+            scan.add(S.MEDIUM, "zip-flags", f"general purpose flags 0x{flags:04x}", member=name,
+                     offset=m.header_offset, why=_FLAG_WHY)
+    if lcrc and lcrc != m.crc:
+        scan.add(S.MEDIUM, "zip-crc", f"local CRC {lcrc:08x} differs from central {m.crc:08x}",
+                 member=name, offset=m.header_offset, why=_CRC_WHY)
+    head = _head(archive, fd, m, 512)
+    if storage and not loader:
+        if not m.stored:
+            scan.add(S.MEDIUM, "compressed-storage", f"tensor storage compressed with method "
+                     f"{m.method}", member=name, offset=m.header_offset,
+                     why="torch never compresses storages: readers that map them in place and "
+                     "torch see different bytes")
+        if not pickle_strength(head):
+            return  # tensor bytes: only their first bytes are looked at
+    elif not (loader or pickle_strength(head) or compressed_kind(head) or
+              head.startswith((b"\x93NUMPY", b"PK\x03\x04")) or head[257:262] == b"ustar"):
+        return
+    if head.startswith(b"\x93NUMPY") and not _npy_has_object(head):
+        scan.note_scanned(f"{name} (.npy header)")
+        return  # a numeric array: the header says it all, the data is never read
+    data, base = _member_bytes(scan, archive, buf, m, name)
+    if data is None:
+        return
+    if len(data) <= _SMALL and (loader or not storage) and zlib.crc32(data) != m.crc:
+        scan.add(S.MEDIUM, "zip-crc", f"CRC {zlib.crc32(data):08x} of the data differs from "
+                 f"the recorded {m.crc:08x}", member=name, offset=m.header_offset, why=_CRC_WHY)
+    if loader or pickle_strength(head):
+        pickles.scan_stream(scan, data, member=name, base=base,
+                            loader=loader or (pickle_strength(head) == 2 and not storage),
+                            torchscript=torchscript)
+    else:
+        scan.bytes(data, member=name, base=base)
+
+
+_CRC_WHY = ("a CRC mismatch makes zipfile-based scanners fail on the member while torch loads "
+            "it (CVE-2025-10156)")
+
+
+def _member_bytes(scan: Scan, archive: ZipArchive, buf: memoryview, m: ZipMember,
+                  name: str) -> tuple[Any, int]:
+    if m.stored or m.method not in (8, 12, 14):
+        # In place: a view of the mapped file, so a storage member is only paged in as parsed.
+        return buf[m.data_offset:m.data_offset + m.csize], m.data_offset
+    try:
+        return archive.read(m, scan.limits), 0
+    except LimitExceeded as exc:
+        _limit(scan, exc, name)
+    except ModelportError as exc:
+        scan.error(_where(str(exc), None))
+    return None, 0
+
+
+def _limit(scan: Scan, exc: ModelportError, member: str | None) -> None:
+    scan.add(S.MEDIUM, "limit", f"resource limit hit: {exc.message}", member=member,
+             offset=exc.offset, why="the rest was not scanned; a loader would go on")
+
+
+def _where(message: str, member: str | None) -> str:
+    return f"{member}: {message}" if member else message
+
+
+def _torchscript_code(scan: Scan, archive: ZipArchive, folder: str, label: str) -> None:
+    methods: list[str] = []
+    for m in archive.members:
+        if not (m.name.startswith(folder + "code/") and m.name.endswith(".py")):
+            continue
+        try:
+            text = archive.read(m, scan.limits).decode("utf-8", "replace")
+        except ModelportError as exc:
+            scan.error(_where(str(exc), label + m.name))
+            continue
+        methods += _TS_METHOD.findall(text)
+        for pattern, sev, rule, why in _TS_RULES:
+            for hit in pattern.finditer(text):
+                line = text.count("\n", 0, hit.start()) + 1
+                scan.add(sev, rule, f"TorchScript code calls {hit.group(0).rstrip('(').strip()} "
+                         f"(line {line})", subject=hit.group(0).rstrip("( "),
+                         member=label + m.name, offset=None, why=why)
+    if methods:
+        shown = ", ".join(sorted(set(methods))[:8])
+        scan.add(S.INFO, "torchscript-code", f"a TorchScript program with {len(methods)} "
+                 f"method(s): {shown}", member=label + folder + "code/",
+                 why="torch.jit.load compiles it and runs __setstate__ methods; inference runs "
+                 "the rest")
+
+
+# -- numpy ----------------------------------------------------------------------------------------
+
+
+def _npy_header(head: bytes) -> tuple[Any, int]:
+    """(descr, offset of the array data) of a .npy stream; ValueError if it is not one."""
+    major = head[6]
+    fmt, enc = ("<H", "latin1") if major == 1 else ("<I", "latin1" if major == 2 else "utf8")
+    start = 8 + struct.calcsize(fmt)
+    (hlen,) = struct.unpack_from(fmt, head, 8)
+    text = head[start:start + hlen].decode(enc)
+    if len(text) < hlen:
+        raise ValueError("header runs past the bytes read")
+    import ast
+
+    d = ast.literal_eval(text)  # literals only, as numpy itself parses it
+    return d["descr"], start + hlen
+
+
+def _has_object(descr: Any) -> bool:
+    """Whether a .npy ``descr`` holds Python objects ('|O'), in any field of a record too
+    (numpy/lib/format.py ``descr_to_dtype``: a type string, or a list of (name, descr[, shape]))."""
+    if isinstance(descr, str):
+        return descr.lstrip("<>|=").startswith("O")
+    if isinstance(descr, list) and all(isinstance(f, tuple) and len(f) in (2, 3) for f in descr):
+        return any(_has_object(f[1]) for f in descr)
+    raise ValueError(f"descr {descr!r} is not a numpy type description")
+
+
+def _npy_has_object(head: bytes) -> bool:
+    try:
+        return _has_object(_npy_header(head)[0])
+    except (ValueError, SyntaxError, KeyError, TypeError, IndexError, struct.error):
+        return True  # cannot tell from the first bytes: read it, scan_npy decides
+
+
+def scan_npy(scan: Scan, data: Any, *, member: str | None, base: int = 0) -> None:
+    head = bytes(data[:1 << 16])
+    try:
+        descr, end = _npy_header(head)
+        has_object = _has_object(descr)
+    except (ValueError, SyntaxError, KeyError, TypeError, IndexError, struct.error) as exc:
+        scan.error(_where(f"{scan.path}: .npy header cannot be parsed: {exc}", member))
+        return
+    scan.note_scanned(f"{member or 'npy'} (.npy header)")
+    if not has_object:
+        return
+    scan.add(S.LOW, "npy-object", f"an object array (dtype {descr!r}): its data is a pickle",
+             member=member, offset=base + end,
+             why="np.load(allow_pickle=True) unpickles it; its pickle is scanned")
+    pickles.scan_stream(scan, data, member=(member or "npy") + " (object data)", base=base,
+                        start=end, loader=True, persistent=False)
+
+
+# -- compressed streams and tar -----------------------------------------------------------------
+
+
+def scan_compressed(scan: Scan, data: Any, kind: str, *, member: str | None,
+                    base: int = 0) -> None:
+    try:
+        d = decompressor(kind)
+    except ImportError:
+        scan.error(_where(f"{scan.path}: an {kind} stream; install the '{kind}' package to scan "
+                          "inside it", member))
+        return
+    cap = min(scan.limits.member_bytes, max(len(data), 1) * scan.limits.ratio)
+    try:
+        out = d.decompress(bytes(data), cap + 1)
+    except decompress_errors() as exc:
+        scan.error(_where(f"{scan.path}: the {kind} stream is corrupt: {exc}", member))
+        return
+    where = f"{member or os.path.basename(scan.path)} ({kind})"
+    if len(out) > cap:
+        scan.add(S.MEDIUM, "bomb", f"the {kind} stream expands beyond {cap} bytes",
+                 member=member, offset=base, why="a decompression bomb; the first "
+                 f"{cap} bytes were scanned")
+        out = out[:cap]
+    scan.add(S.INFO, "compressed-stream", f"a {kind} stream of {len(out)} bytes, scanned inside",
+             member=member, offset=base, why="joblib and others compress pickles; the loader "
+             "decompresses and unpickles them")
+    scan.bytes(out, member=where)
+
+
+# Legacy torch tar members whose pickles are interleaved with raw records (torch/serialization.py
+# ``_legacy_load.legacy_load``): member -> walker(data) -> records callback.
+def _tar_storages(data: bytes) -> Callable[[int, Any, int], int | None]:
+    def step(i: int, value: Any, pos: int) -> int | None:
+        if i == 0 or not (isinstance(value, tuple) and len(value) == 3):
+            return pos  # the count, or the storage views after the records
+        stype = value[2].name if isinstance(value[2], Ref) else str(value[2])
+        dt = dtypes.by_torch_storage(stype)
+        if dt is None or pos + 8 > len(data):
+            return None
+        (count,) = struct.unpack_from("<q", data, pos)
+        return pos + 8 + max(count, 0) * dt.itemsize
+    return step
+
+
+def _tar_tensors(data: bytes) -> Callable[[int, Any, int], int | None]:
+    def step(i: int, value: Any, pos: int) -> int | None:
+        if i == 0:
+            return pos
+        if pos + 8 > len(data):
+            return None
+        (ndim,) = struct.unpack_from("<i", data, pos)
+        return pos + 8 + 16 * max(ndim, 0) + 8
+    return step
+
+
+_TAR_RECORDS = {"storages": _tar_storages, "tensors": _tar_tensors}
+
+
+def scan_tar(scan: Scan, fileobj: Any, *, member: str | None) -> None:
+    import tarfile
+
+    if isinstance(fileobj, (bytes, memoryview)):
+        fileobj = io.BytesIO(fileobj)
+    label = (member + " > ") if member else ""
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r:") as tar:
+            for info in tar:
+                if not info.isfile():
+                    if info.issym() or info.islnk():
+                        scan.add(S.LOW, "tar-link", f"a link to {info.linkname!r}",
+                                 member=label + info.name, why="extracting it writes outside")
+                    continue
+                if info.size > scan.limits.member_bytes:
+                    scan.add(S.MEDIUM, "limit", f"tar member of {info.size} bytes",
+                             member=label + info.name, why="not scanned")
+                    continue
+                f = tar.extractfile(info)
+                data = f.read() if f is not None else b""
+                walker = _TAR_RECORDS.get(info.name)
+                if walker is not None and pickle_strength(data[:80]):
+                    pickles.scan_stream(scan, data, member=label + info.name,
+                                        base=info.offset_data, records=walker(data),
+                                        persistent=_tar_pid)
+                elif pickle_strength(data[:80]):
+                    pickles.scan_stream(scan, data, member=label + info.name,
+                                        base=info.offset_data, persistent=_tar_pid,
+                                        loader=pickle_strength(data[:80]) == 2)
+                else:
+                    scan.bytes(data, member=label + info.name, base=info.offset_data)
+    except (tarfile.TarError, EOFError) as exc:
+        scan.error(_where(f"{scan.path}: tar archive cannot be read: {exc}", member))
+
+
+def _tar_pid(pid: Any, offset: int) -> Any:
+    # Legacy tar pickles refer to storages by key (str) and classes by ('module', cls, ...).
+    if isinstance(pid, tuple) and pid and pid[0] == "module" and len(pid) == 4:
+        return pid[1]
+    from ..model import Opaque
+
+    return Opaque("<storage>", (pid,), how="persid")
+
+
+# -- headers --------------------------------------------------------------------------------------
+
+
+def _safetensors(scan: Scan, path: str) -> None:
+    from ..formats import safetensors
+
+    try:
+        safetensors.parse_header(path, scan.limits)
+        scan.note_scanned("safetensors header")
+    except Truncated as exc:
+        scan.add(S.LOW, "safetensors-header", exc.message, offset=exc.offset,
+                 why="the file ends before its header says it does")
+        scan.error(str(exc))
+    except (LimitExceeded, InputError) as exc:
+        if type(exc) is InputError:  # a valid file with a dtype modelport does not map yet
+            return
+        scan.add(S.MEDIUM, "safetensors-header", exc.message, subject=exc.tensor,
+                 offset=exc.offset, why="a header two safetensors readers may read differently "
+                 "(the reference rejects it)")
+
+
+def _onnx(scan: Scan, path: str) -> None:
+    from ..formats import onnx
+
+    try:
+        ck = onnx.open(path, scan.limits)
+    except ModelportError as exc:
+        if "external data location" in exc.message:
+            scan.add(S.HIGH, "onnx-external-path", exc.message, subject=exc.tensor,
+                     offset=exc.offset, why="onnx reads external data relative to the model; "
+                     "a path out of its folder reads any file on the machine")
+        else:
+            scan.error(str(exc))
+        return
+    scan.note_scanned("onnx graph")
+    folder = os.path.dirname(os.path.abspath(path))
+    for location in ck.info.get("graph", {}).get("external_data", []):
+        target = os.path.join(folder, location)
+        parts = os.path.normpath(location).split(os.sep)
+        links = [os.path.join(folder, *parts[:i + 1]) for i in range(len(parts))]
+        if any(os.path.islink(p) for p in links):
+            scan.add(S.MEDIUM, "onnx-external-link", f"external data {location!r} is a link",
+                     subject=location, why="a link in the model folder makes the loader read "
+                     "whatever it points at")
+        elif os.path.isfile(target) and os.stat(target).st_nlink > 1:
+            scan.add(S.LOW, "onnx-external-link", f"external data {location!r} has "
+                     f"{os.stat(target).st_nlink} hard links", subject=location,
+                     why="the same bytes are reachable under another name")

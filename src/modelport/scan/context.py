@@ -1,0 +1,171 @@
+"""One scan's state, and the dispatch that decides by content what a run of bytes holds.
+
+Every file, archive member, decompressed stream and nested payload goes through ``Scan.bytes``:
+the first bytes decide (never a name or an extension), so a pickle named ``.bin``, a zip inside a
+gzip stream or a torch archive passed to ``torch.storage._load_from_bytes`` all get the same
+scrutiny. Nesting is bounded by ``limits.nested_pickles``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..limits import DEFAULT_LIMITS, Limits
+from .findings import FileReport, Finding, Severity
+
+__all__ = ["Scan", "looks_like_pickle", "pickle_strength", "COMPRESSED", "decompressor",
+           "decompress_errors", "compressed_kind"]
+
+# Opcode bytes of protocols 0-5 (Lib/pickletools.py); a pickle's second byte is one of them too.
+_OPCODES = frozenset(b"(.012FIJKLMNPQRSTUVXabcdeghijlopqrstu}])G\x80\x81\x82\x83\x84\x85\x86"
+                     b"\x87\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95\x96\x97\x98BC")
+# A protocol 0/1 pickle that starts with a global: "cmodule\nname\n" (what `cos\nsystem` is).
+_TEXT_GLOBAL = re.compile(rb"^[ci][A-Za-z_][\w.]*\n[A-Za-z_][\w.]*\n")
+_WEAK_FIRST = frozenset(b"(}])N")
+
+
+def pickle_strength(head: bytes | memoryview) -> int:
+    """2: PROTO 2..5 then an opcode (certainly a pickle); 1: could be a protocol 0/1 pickle
+    (parse it, and believe it only if it names a global); 0: not a pickle."""
+    head = bytes(head[:80])
+    if len(head) >= 2 and head[0] == 0x80 and head[1] <= 5:
+        if len(head) == 2 or head[2] in _OPCODES:
+            return 2 if head[1] >= 2 else 1
+        return 0
+    if _TEXT_GLOBAL.match(head):
+        return 1
+    if head[:1] and head[0] in _WEAK_FIRST and (len(head) < 2 or head[1] in _OPCODES):
+        return 1
+    return 0
+
+
+def looks_like_pickle(head: bytes | memoryview) -> bool:
+    return pickle_strength(head) > 0
+
+
+# Magic bytes -> compressed stream kind (joblib writes each of these; lz4 is an optional import).
+COMPRESSED: list[tuple[bytes, str]] = [
+    (b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x04\x22\x4d\x18", "lz4"),
+    (b"\x5d\x00\x00", "lzma"),
+]
+
+
+def compressed_kind(head: bytes) -> str | None:
+    for magic, kind in COMPRESSED:
+        if head.startswith(magic):
+            return kind
+    # zlib: CMF 0x78 (deflate, 32K window) and a header checksum divisible by 31 (RFC 1950).
+    if len(head) >= 2 and head[0] == 0x78 and (head[0] << 8 | head[1]) % 31 == 0:
+        return "zlib"
+    return None
+
+
+def decompressor(kind: str) -> Any:
+    import bz2  # stdlib, imported only when a stream needs it (keeps start-up short)
+    import lzma
+
+    if kind == "lz4":
+        import lz4.frame  # type: ignore[import-untyped]  # optional: joblib compress="lz4"
+
+        return lz4.frame.LZ4FrameDecompressor()
+    return {
+        "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
+        "zlib": zlib.decompressobj,
+        "bz2": bz2.BZ2Decompressor,
+        "xz": lzma.LZMADecompressor,
+        "lzma": lzma.LZMADecompressor,
+    }[kind]()
+
+
+def decompress_errors() -> tuple[type[Exception], ...]:
+    """What a decompressor raises on bytes that are not its stream (lzma imported lazily)."""
+    import lzma
+
+    return (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError, RuntimeError)
+
+
+@dataclass
+class Scan:
+    """The state of one file's scan: where, how strict, what was found."""
+
+    path: str
+    limits: Limits = DEFAULT_LIMITS
+    strict: bool = False
+    report: FileReport = field(init=False)
+    depth: int = 0  # nesting of payloads inside payloads
+    _seen: set[tuple[Any, ...]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.report = FileReport(self.path, strict=self.strict)
+
+    @property
+    def profiles(self) -> bool:
+        return not self.strict
+
+    def add(self, severity: Severity, rule: str, message: str, *, subject: str | None = None,
+            member: str | None = None, offset: int | None = None, why: str = "") -> None:
+        key = (rule, subject, member, offset, message)
+        if key not in self._seen:  # one finding per thing, even if two passes see it
+            self._seen.add(key)
+            self.report.findings.append(
+                Finding(severity, rule, message, subject, member, offset, why))
+
+    def error(self, message: str) -> None:
+        if message not in self.report.errors:
+            self.report.errors.append(message)
+
+    def note_scanned(self, what: str) -> None:
+        self.report.scanned.append(what)
+
+    # -- dispatch by content ----------------------------------------------------------------
+
+    def bytes(self, data: bytes | memoryview, *, member: str | None, base: int = 0,
+              loader: bool = False) -> None:
+        """Scan a run of bytes by what it holds. ``loader``: a loader is known to unpickle it
+        (a payload passed to pickle.loads), so a broken pickle is an error, not noise."""
+        from . import archives, pickles
+
+        head = bytes(data[:512])
+        if not head:
+            return
+        if self.depth > self.limits.nested_pickles:
+            self.add(Severity.MEDIUM, "limit", f"payloads nested more than "
+                     f"{self.limits.nested_pickles} deep", member=member, offset=base,
+                     why="resource limits exceeded: the rest was not scanned")
+            return
+        self.depth += 1
+        try:
+            if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+                import tempfile  # the zip reader works on a path: a nested archive gets one
+
+                with tempfile.NamedTemporaryFile(suffix=".zip") as tmp:
+                    tmp.write(data)
+                    tmp.flush()
+                    archives.scan_zip(self, tmp.name, member=member)
+            elif head.startswith(b"\x93NUMPY"):
+                archives.scan_npy(self, data, member=member, base=base)
+            elif compressed_kind(head):
+                archives.scan_compressed(self, data, compressed_kind(head) or "", member=member,
+                                         base=base)
+            elif len(head) > 262 and head[257:262] == b"ustar":
+                archives.scan_tar(self, data, member=member)
+            elif pickle_strength(head) or loader:
+                pickles.scan_stream(self, data, member=member, base=base,
+                                    loader=loader or pickle_strength(head) == 2)
+        finally:
+            self.depth -= 1
+
+    def file(self, path: str) -> None:
+        """Scan a file on disk: mapped, never read whole."""
+        from . import archives
+
+        archives.scan_path(self, path)
+
+
+def relpath(path: str, root: str) -> str:
+    rel = os.path.relpath(path, root)
+    return path if rel.startswith("..") else rel

@@ -1,0 +1,393 @@
+"""Scanning pickle streams: one pickle, stacked pickles to the end, and payloads inside them.
+
+Each pickle is run by modelport's symbolic machine (``modelport.pickle.Machine``), the same one
+the readers use, and what it recorded is judged against ``policy``::
+
+    globals      every GLOBAL/STACK_GLOBAL/INST, with its offset   -> allowlist, profile, gadget
+    calls        every REDUCE/NEWOBJ/OBJ/INST target and its args  -> hooks, profile arguments,
+                                                                       payloads of loader gadgets
+    anomalies    what loaders tolerate and scanners trip on        -> ANOMALIES below
+    an error     the stream breaks: fine if nothing ran before it, unsafe if a loader would
+                 already have called something off the allowlist (payload, then garbage)
+
+A stream is scanned to its end: after a STOP, more pickle bytes are another pickle (a legacy
+torch file has five; an attacker hides a second one behind a benign first). Legacy torch files
+are followed through their storage records, which are read as sizes only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from .. import dtypes
+from ..errors import LimitExceeded, ModelportError
+from ..model import Opaque, Storage, TensorEntry
+from ..pickle import Machine, StorageRef
+from ..pickle.machine import OPCODE_NAMES, Ref
+from . import policy
+from .context import Scan, decompress_errors, decompressor, pickle_strength
+from .findings import Severity
+
+__all__ = ["scan_stream", "scan_one", "torch_persistent_load", "LEGACY_MAGIC"]
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch/serialization.py MAGIC_NUMBER
+_MAX_STACKED = 10_000  # pickles in one stream
+_IDENT = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+S = Severity
+# Machine anomaly kind -> (severity, rule, why it matters). dotted/dunder names are judged with
+# their global; build-on-data depends on what BUILD targets.
+ANOMALIES: dict[str, tuple[Severity, str, str]] = {
+    "ext": (S.HIGH, "ext-opcode", "EXT1/2/4 name a global through copyreg's extension registry: "
+            "the loader imports whatever the running process registered; no model writer emits "
+            "them"),
+    "proto-mid-stream": (S.MEDIUM, "proto-mid-stream", "a PROTO opcode after the start changes "
+                         "how the rest decodes; parsers that disagree on it see different code"),
+    "memo-miss": (S.HIGH, "memo-miss", "the stream reads a memo slot it never wrote: loaders "
+                  "and scanners that keep their memo differently see different objects"),
+    "frame": (S.MEDIUM, "frame", "a FRAME that overlaps or overruns: framing tricks make "
+              "streaming parsers and loaders disagree about where opcodes are"),
+    "computed-global": (S.HIGH, "computed-global", "the module or name of a global is built "
+                        "at run time, so no list of names can tell what gets imported"),
+    "computed-call": (S.HIGH, "computed-call", "the stream calls an object it built at run time "
+                      "(the result of another call): the real callee is only known to a loader"),
+    "buffer": (S.MEDIUM, "out-of-band-buffer", "NEXT_BUFFER needs buffers the file does not "
+               "hold; a model file never uses them"),
+    "persistent-id": (S.LOW, "persistent-id", "a persistent id in a plain pickle: pickle.load "
+                      "refuses it, other loaders resolve it with their own code"),
+    "builder-args": (S.LOW, "unreadable-call", "an allowlisted call with arguments modelport "
+                     "cannot rebuild as data; the file may not read as expected"),
+}
+_SKIPPED = {"dotted-name", "dunder-name", "build-on-data"}
+_HOOK_FUNCS = {q for q in policy.ALLOWLIST if q.startswith("torch._utils._rebuild")}
+
+
+# -- persistent ids ---------------------------------------------------------------------------
+
+
+def torch_persistent_load(scan: Scan, member: str | None,
+                          storages: dict[str, Any] | None = None) -> Callable[[Any, int], Any]:
+    """Resolve torch's ``('storage', Type, key, location, numel[, view])`` ids to sized storage
+    stand-ins (no bytes are read); ``storages`` collects key -> dtype for the legacy walk.
+    A legacy ``('module', cls, file, source)`` id resolves to the class (torch returns it)."""
+
+    def load(pid: Any, offset: int) -> Any:
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            stype = pid[1]
+            name = stype.name if isinstance(stype, Ref) else str(stype)
+            dt = dtypes.by_torch_storage(name) or (
+                dtypes.by_name("U8") if name in ("UntypedStorage", "TypedStorage") else None)
+            if dt is not None and isinstance(pid[4], int):
+                if storages is not None:
+                    storages.setdefault(str(pid[2]), dt)
+                return StorageRef(Storage(max(pid[4], 0) * dt.itemsize, key=str(pid[2])), dt)
+        if isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "module":
+            return pid[1]
+        scan.add(S.LOW, "persistent-id", f"persistent id {str(pid)[:80]} is not a torch storage",
+                 member=member, offset=offset, why="torch.load refuses unknown ids; other "
+                 "loaders resolve them with their own code")
+        return Opaque("<persistent>", (pid,), how="persid")
+
+    return load
+
+
+# -- one pickle -------------------------------------------------------------------------------
+
+
+def scan_one(scan: Scan, data: bytes | memoryview, pos: int, *, member: str | None, base: int,
+             loader: bool, torchscript: bool = False,
+             persistent: Callable[[Any, int], Any] | None = None) -> tuple[bool, Any, int]:
+    """Run one pickle at ``data[pos:]`` and judge it. Returns (it was a pickle, value, end);
+    ``loader=False`` means the bytes only looked like a pickle: a parse that fails before naming
+    an importable global is not a pickle, and is dropped without a word."""
+    m = Machine(data, pos, base=base, member=member, path=scan.path, persistent_load=persistent,
+                limits=scan.limits)
+    error: Exception | None = None
+    value = None
+    try:
+        value = m.run()
+    except (ModelportError, RecursionError, MemoryError) as exc:
+        error = exc
+    if error is not None and not loader and not _names_importable(m):
+        return False, None, pos
+    where = base + pos
+    label = f"{member or 'pickle'} @{where}"
+    scan.note_scanned(label)
+    _judge(scan, m, member, torchscript)
+    if error is not None:
+        _broken(scan, m, member, error, torchscript)
+        return True, None, len(data)
+    return True, value, m.end
+
+
+def _names_importable(m: Machine) -> bool:
+    """A loader gets as far as importing something only if the first global is a real name."""
+    first = m.globals[0] if m.globals else None
+    return first is not None and bool(_IDENT.match(first.module)) and bool(_IDENT.match(first.name))
+
+
+def _opcode_at(m: Machine, offset: int) -> str | None:
+    i = offset - m.base
+    return OPCODE_NAMES.get(bytes(m.data[i:i + 1])) if 0 <= i < len(m.data) else None
+
+
+def _broken(scan: Scan, m: Machine, member: str | None, error: Exception,
+            torchscript: bool) -> None:
+    at = m.base + m.op_offset
+    if isinstance(error, (LimitExceeded, RecursionError, MemoryError)):
+        scan.add(S.MEDIUM, "limit", f"resource limit hit: {getattr(error, 'message', error)}",
+                 subject=_opcode_at(m, at), member=member, offset=at,
+                 why="the rest of the pickle was not scanned; a loader would go on")
+    ran = [c.target for c in m.calls
+           if not policy.is_plain(c.target, torchscript=torchscript, profiles=scan.profiles)]
+    if ran:
+        scan.add(S.HIGH, "broken-after-code", f"the pickle breaks at byte {at} after calling "
+                 f"{ran[0]}", subject=ran[0], member=member, offset=at,
+                 why="a loader runs the calls before it reaches the break; scanners that give "
+                 "up on a broken pickle miss them")
+    msg = str(error) if isinstance(error, ModelportError) else f"{member or scan.path}: {error}"
+    scan.error(msg)
+
+
+# -- judging what the machine recorded ----------------------------------------------------------
+
+
+def _judge(scan: Scan, m: Machine, member: str | None, torchscript: bool) -> None:
+    called = {c.target for c in m.calls}
+    seen: set[str] = set()
+    for g in m.globals:
+        qual = f"{g.module}.{g.name}"
+        if g.opcode == "EXT" or qual in seen:
+            continue  # EXT is an anomaly of its own; one finding per global per pickle
+        seen.add(qual)
+        j = policy.judge(g.module, g.name, torchscript=torchscript, profiles=scan.profiles)
+        if j.kind == "allow":
+            continue
+        if j.kind == "profile":
+            scan.add(S.INFO, "ecosystem-object", f"{qual}: {j.why} ({j.profile} profile)",
+                     subject=qual, member=member, offset=g.offset,
+                     why="a known ecosystem object, rebuilt from plain data")
+            continue
+        dotted, dunder = "." in g.name, any(p.startswith("__") for p in g.name.split("."))
+        how = "calls" if qual in called else "imports"
+        if j.kind == "gadget":
+            scan.add(S.CRITICAL, "gadget-import", f"{how} {qual} ({g.opcode}), a known "
+                     "code-execution gadget", subject=qual, member=member, offset=g.offset,
+                     why=f"{j.why}: loading the file runs it")
+        elif dotted or dunder:
+            rule = "dotted-name" if dotted else "dunder-name"
+            scan.add(S.HIGH, rule, f"{how} {qual} ({g.opcode}): a "
+                     f"{'dotted' if dotted else 'dunder'} name", subject=qual, member=member,
+                     offset=g.offset, why="walks attributes past the module a scanner sees "
+                     "(torch.serialization + os.system); no checkpoint writer needs it")
+        else:
+            scan.add(S.HIGH if qual in called else S.MEDIUM, "unknown-import",
+                     f"{how} {qual} ({g.opcode}), which is not on the allowlist", subject=qual,
+                     member=member, offset=g.offset, why=j.why)
+    for a in m.anomalies:
+        if a.kind == "build-on-data":
+            if a.detail.endswith(" Ref"):
+                scan.add(S.HIGH, "build-on-global", "BUILD sets attributes on a class or "
+                         "function", subject="BUILD", member=member, offset=a.offset,
+                         why="setattr on an imported class patches it for the whole process")
+            continue
+        if a.kind in _SKIPPED:
+            continue
+        sev, rule, why = ANOMALIES.get(a.kind, (S.MEDIUM, a.kind, "an irregular pickle"))
+        scan.add(sev, rule, a.detail, subject=_opcode_at(m, a.offset), member=member,
+                 offset=a.offset, why=why)
+    for c in m.calls:
+        if c.target in _HOOK_FUNCS and _has_code(c.args, scan, torchscript):
+            scan.add(S.HIGH, "tensor-hooks", f"{c.target} is given callables (backward hooks "
+                     "or state) that are not data", subject=c.target, member=member,
+                     offset=c.offset, why="torch keeps tensor hooks and calls them later")
+        j = policy.judge(*_split(c.target), torchscript=torchscript, profiles=scan.profiles)
+        if j.kind == "profile" and _has_code(c.args, scan, torchscript):
+            scan.add(S.HIGH, "profile-args", f"{c.target} is built from values that are not "
+                     "data", subject=c.target, member=member, offset=c.offset,
+                     why="an ecosystem class applied to a callable or an unknown object is "
+                     "a gadget, not a config")
+        if c.target in policy.LOADERS:
+            _nested(scan, c.target, c.args, member, c.offset)
+
+
+def _split(qual: str) -> tuple[str, str]:
+    module, _, name = qual.rpartition(".")
+    return module, name
+
+
+def _has_code(value: Any, scan: Scan, torchscript: bool, depth: int = 0) -> bool:
+    """Whether a call's arguments hold anything but data: a global or an object off the lists."""
+    if depth > 50:
+        return False
+    if isinstance(value, Ref):
+        return not policy.is_plain(value.qualname, torchscript=torchscript,
+                                   profiles=scan.profiles)
+    if isinstance(value, Opaque):
+        if not policy.is_plain(value.cls, torchscript=torchscript, profiles=scan.profiles):
+            return True
+        parts = [value.args, value.state, value.items, value.setitems]
+        return any(_has_code(p, scan, torchscript, depth + 1) for p in parts)
+    if isinstance(value, dict):
+        return any(_has_code(k, scan, torchscript, depth + 1) or
+                   _has_code(v, scan, torchscript, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_has_code(v, scan, torchscript, depth + 1) for v in value)
+    return False
+
+
+# -- payloads of loader gadgets ---------------------------------------------------------------
+
+
+def _bounded(kind: str) -> Callable[[bytes, Scan], bytes]:
+    def run(raw: bytes, scan: Scan) -> bytes:
+        cap = min(scan.limits.member_bytes, max(len(raw), 1) * scan.limits.ratio)
+        return decompressor(kind).decompress(raw, cap)
+    return run
+
+
+def _text(fn: Callable[[bytes], bytes]) -> Callable[[Any, Scan], bytes]:
+    return lambda raw, scan: fn(raw.encode("latin1") if isinstance(raw, str) else raw)
+
+
+# Decoder call -> its effect on the first argument, computed here (these are pure functions).
+_DECODE: dict[str, Callable[[Any, Scan], bytes]] = {
+    **{f"base64.{n}": _text(getattr(base64, n)) for n in (
+        ["b64decode", "standard_b64decode", "urlsafe_b64decode", "b32decode", "b16decode", "b85decode", "a85decode", "decodebytes"])},
+    "binascii.a2b_base64": _text(binascii.a2b_base64),
+    "binascii.a2b_hex": _text(binascii.a2b_hex),
+    "binascii.unhexlify": _text(binascii.unhexlify),
+    "zlib.decompress": _bounded("zlib"), "bz2.decompress": _bounded("bz2"),
+    "lzma.decompress": _bounded("xz"), "gzip.decompress": _bounded("gzip"),
+    "io.BytesIO": lambda raw, scan: raw, "_io.BytesIO": lambda raw, scan: raw,
+    "builtins.bytes": lambda raw, scan: raw,
+    "_codecs.encode": lambda raw, scan: raw.encode("latin1"),
+}
+
+
+def payloads(value: Any, scan: Scan, depth: int = 0) -> list[bytes]:
+    """Byte strings an argument amounts to, decoding base64/zlib/BytesIO wrappers symbolically."""
+    if depth > 20:
+        return []
+    if isinstance(value, (bytes, bytearray)):
+        return [bytes(value)]
+    if isinstance(value, (list, tuple)):
+        return [p for v in value for p in payloads(v, scan, depth + 1)]
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in payloads(v, scan, depth + 1)]
+    if isinstance(value, Opaque):
+        args = value.args if isinstance(value.args, tuple) else (value.args,)
+        decode = _DECODE.get(value.cls)
+        if decode is not None and args:
+            for raw in payloads(args[0], scan, depth + 1) or [args[0]]:
+                if isinstance(raw, (bytes, str)):
+                    try:
+                        return [bytes(decode(raw, scan))]
+                    except (TypeError, binascii.Error) + decompress_errors():
+                        return []
+            return []
+        return [p for a in args for p in payloads(a, scan, depth + 1)]
+    return []
+
+
+def _nested(scan: Scan, target: str, args: Any, member: str | None, offset: int) -> None:
+    for i, payload in enumerate(payloads(args, scan)):
+        where = f"{member or 'pickle'} > {target}@{offset}" + (f"#{i}" if i else "")
+        scan.add(S.INFO, "nested-payload", f"{target} is given {len(payload)} bytes: scanned "
+                 "as a nested payload", subject=target, member=member, offset=offset,
+                 why="what a loader gadget would load is scanned like a file")
+        scan.bytes(payload, member=where, loader=target not in ("marshal.loads",))
+
+
+# -- streams ----------------------------------------------------------------------------------
+
+
+Records = Callable[[int, Any, int], "int | None"]
+
+
+def scan_stream(scan: Scan, data: bytes | memoryview, *, member: str | None, base: int = 0,
+                start: int = 0, loader: bool = True, torchscript: bool = False,
+                persistent: Callable[[Any, int], Any] | None | bool = True,
+                records: Records | None = None) -> None:
+    """Every pickle in ``data`` from ``start`` to the end: stacked pickles, legacy torch files
+    (five pickles, then storage records walked by their sizes), trailing bytes reported.
+
+    ``records(index, value, end)`` is called after each pickle for formats that put raw records
+    between pickles; it returns where the next pickle starts, or None to stop."""
+    n = len(data)
+    pos, count = start, 0
+    legacy: dict[str, Any] | None = None
+    while pos < n:
+        strength = pickle_strength(data[pos:pos + 80])
+        if count and not strength:
+            _trailing(scan, n - pos, member, base + pos)
+            return
+        if count >= _MAX_STACKED:
+            scan.add(S.MEDIUM, "limit", f"more than {_MAX_STACKED} stacked pickles",
+                     member=member, offset=base + pos, why="the rest was not scanned")
+            return
+        load = persistent if callable(persistent) else (
+            torch_persistent_load(scan, member, legacy) if persistent else None)
+        ok, value, end = scan_one(scan, data, pos, member=member, base=base,
+                                  loader=loader if count == 0 else strength == 2,
+                                  torchscript=torchscript, persistent=load)
+        if not ok:
+            if count:
+                _trailing(scan, n - pos, member, base + pos)
+            return
+        if count == 0 and value == LEGACY_MAGIC and records is None:
+            legacy = {}  # a legacy torch file: pickles 2-5, then the storage records
+        elif count and legacy is None and records is None:
+            scan.add(S.INFO, "stacked-pickle", f"pickle #{count + 1} at byte {base + pos}",
+                     member=member, offset=base + pos,
+                     why="a second pickle runs when a loader calls load() again (joblib, "
+                     "legacy torch); scanned like the first")
+        count += 1
+        pos = end
+        if records is not None:
+            nxt = records(count - 1, value, pos)
+            if nxt is None:
+                return
+            pos = nxt
+        elif legacy is not None and count == 5:
+            nxt = _legacy_storages(scan, data, pos, value, legacy, member, base)
+            legacy = None
+            if nxt is None:
+                return
+            pos = nxt
+
+
+def _trailing(scan: Scan, size: int, member: str | None, offset: int) -> None:
+    scan.add(S.LOW, "trailing-bytes", f"{size} bytes after the last pickle are not a pickle",
+             member=member, offset=offset,
+             why="data no loader reads; a place to hide a payload for another tool")
+
+
+def _legacy_storages(scan: Scan, data: bytes | memoryview, pos: int, keys: Any,
+                     storages: dict[str, Any], member: str | None, base: int) -> int | None:
+    """Skip the storage records of a legacy file: per key, an int64 element count, the bytes."""
+    if not isinstance(keys, list):
+        scan.error(f"{scan.path}: byte {base + pos}: legacy storage key list is not a list")
+        return None
+    n = len(data)
+    for key in keys:
+        dt = storages.get(str(key))
+        if dt is None or pos + 8 > n:
+            scan.error(f"{scan.path}: byte {base + pos}: legacy storage {key!r} has no record")
+            return None
+        (count,) = struct.unpack_from("<q", data, pos)
+        size = count * dt.itemsize
+        if count < 0 or pos + 8 + size > n:
+            scan.error(f"{scan.path}: byte {base + pos}: legacy storage {key!r} runs past the end")
+            return None
+        pos += 8 + size
+    return pos
+
+
+def tensor_like(value: Any) -> bool:
+    return isinstance(value, (TensorEntry, StorageRef))
