@@ -81,7 +81,10 @@ def main() -> None:
 def write_section(name: str, text: str) -> None:
     """Replace the `## name` section of bench/README.md, keeping the others."""
     readme = os.path.join(HERE, "README.md")
-    old = open(readme).read() if os.path.exists(readme) else "# Benchmarks\n"
+    old = "# Benchmarks\n"
+    if os.path.exists(readme):
+        with open(readme) as f:
+            old = f.read()
     parts = old.split("\n## ")
     head, sections = parts[0], {p.split("\n", 1)[0].strip(): "## " + p for p in parts[1:]}
     sections[name] = text.rstrip() + "\n"

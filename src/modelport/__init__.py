@@ -32,6 +32,9 @@ __all__ = [
     "Limits",
     "ModelportError",
     "errors",
+    "convert",
+    "verify",
+    "diff",
     "__version__",
 ]
 
@@ -64,10 +67,23 @@ def open(
         return classify(ck.path, ck.format, ck.tree, globals=ck.globals, info=ck.info,
                         select_path=select, file_size=ck.file_size)
     except KeyError as exc:
+        if select is None:
+            raise  # a reader's bug, not a missing subtree: it must not pass for bad usage
         raise errors.UsageError(f"--select {select!r}: no such subtree ({exc})", path=path) from None
     except ModelportError as exc:
         exc.located(path=path, format=fmt)
         raise
+    except RecursionError:
+        # Readers bound every walk they know of; this is the net for one they do not (a shard
+        # folder that links to itself, a value nested past the interpreter's stack).
+        raise errors.LimitExceeded("the file nests objects too deeply to read", path=path,
+                                   format=fmt, hint="the file is corrupt or hostile") from None
+    except OSError as exc:  # the file vanished or became unreadable after detection
+        raise errors.InputError(f"cannot read: {exc.strerror or exc}",
+                                path=exc.filename or path, format=fmt) from exc
+    except MemoryError:
+        raise errors.LimitExceeded("out of memory reading the file", path=path, format=fmt,
+                                   hint="read it on a machine with more memory") from None
 
 
 def to_numpy(entry: TensorEntry) -> np.ndarray:
@@ -75,3 +91,14 @@ def to_numpy(entry: TensorEntry) -> np.ndarray:
     from .tensors import to_numpy as _to_numpy
 
     return _to_numpy(entry)
+
+
+def __getattr__(name: str) -> object:
+    # convert/verify/diff load lazily (PEP 562), so inspect and scan start without them.
+    # ``modelport.convert`` is the callable package: modelport.convert(src, dst, **options).
+    if name in ("convert", "verify", "diff"):
+        import importlib
+
+        package = importlib.import_module(".convert", __name__)
+        return package if name == "convert" else getattr(package, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

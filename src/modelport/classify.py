@@ -4,6 +4,13 @@ The rule (DESIGN.md "Weights"): the root if it is a flat dict of tensors; else t
 under a WEIGHT_KEYS key that holds tensors; else the parameters and buffers of a pickled module,
 named as ``model.state_dict()`` names them. Everything else is "other tensors" (optimizer state,
 EMA copies, ...) or plain values.
+
+A pickle's tree is a graph, not a tree: memo GETs make a list that holds itself, or a list that
+holds one list twice, forty times over (2**40 paths in 200 bytes). Every walk here goes through
+a ``_Walk``: a container already on the current path is not entered again, nesting deeper than
+``MAX_DEPTH`` is an error, and so is visiting more than ``MAX_SHARED`` items again through
+containers walked before (a tree without sharing visits each item once, in time linear in the
+file).
 """
 
 from __future__ import annotations
@@ -11,11 +18,63 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from .errors import LimitExceeded
 from .model import _TRAINING_KEYS, WEIGHT_KEYS, Checkpoint, GlobalRef, Opaque, TensorEntry
+from .pickle.machine import brief
 
 __all__ = ["classify", "flatten_tensors", "module_tensors", "plain", "select"]
 
 _MODULE_ATTRS = ("_parameters", "_buffers", "_modules")
+MAX_DEPTH = 200  # containers nested in a checkpoint; real ones nest a few dozen levels at most
+MAX_SHARED = 1_000_000  # items visited again through shared containers, in one walk
+_PLAIN_DEPTH = 64  # plain values deeper than this are shown as "..."
+_CONTAINERS = (dict, list, tuple, Opaque)
+_SIZED = (dict, list, tuple, set, frozenset)
+
+
+class _Walk:
+    """One traversal's guard: the containers on the current path, those seen, and the items
+    visited again through shared containers."""
+
+    __slots__ = ("path", "seen", "shared")
+
+    def __init__(self) -> None:
+        self.path: set[int] = set()
+        self.seen: set[int] = set()
+        self.shared = 0
+
+    def enter(self, obj: Any, depth: int) -> bool:
+        """False if ``obj`` is already on the path (it holds itself): do not walk it again."""
+        key = id(obj)  # stable: the tree keeps every object alive during the walk
+        if key in self.path:
+            return False
+        if depth > MAX_DEPTH:
+            raise LimitExceeded(f"objects nest more than {MAX_DEPTH} levels deep",
+                                hint="the file is corrupt or hostile")
+        if key in self.seen:
+            self.shared += 1 + (len(obj) if isinstance(obj, _SIZED) else 0)
+            if self.shared > MAX_SHARED:
+                raise LimitExceeded(
+                    f"walking the object tree visits more than {MAX_SHARED} items again "
+                    "through containers it shares with itself", hint="the file is a pickle bomb")
+        else:
+            self.seen.add(key)
+        self.path.add(key)
+        return True
+
+    def leave(self, obj: Any) -> None:
+        self.path.discard(id(obj))
+
+
+def _key(k: Any) -> str:
+    """A dict key as a name; ``str`` of a key nested too deeply or an int of more than 4300
+    digits raises, and a name must not."""
+    if isinstance(k, str):
+        return k
+    try:
+        return str(k)
+    except (RecursionError, ValueError):
+        return brief(k)
 
 
 def _is_module(obj: Any) -> bool:
@@ -25,17 +84,22 @@ def _is_module(obj: Any) -> bool:
 def _items(obj: Any) -> Iterator[tuple[str, Any]]:
     if isinstance(obj, dict):
         for k, v in obj.items():
-            yield str(k), v
+            yield _key(k), v
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             yield str(i), v
 
 
-def module_tensors(mod: Opaque, prefix: str = "") -> Iterator[tuple[str, TensorEntry]]:
+def module_tensors(mod: Opaque, prefix: str = "", _walk: _Walk | None = None,
+                   _depth: int = 0) -> Iterator[tuple[str, TensorEntry]]:
     """Parameters and persistent buffers of a pickled ``nn.Module``, in state_dict order."""
+    walk = _walk or _Walk()
+    if not walk.enter(mod, _depth):
+        return  # a module that is its own submodule
     state = mod.state
     skip = state.get("_non_persistent_buffers_set") or ()
-    skip = set(skip) if isinstance(skip, (set, frozenset, list, tuple)) else set()
+    skip = {s for s in skip if isinstance(s, str)} if isinstance(
+        skip, (set, frozenset, list, tuple)) else set()
     for name, t in _items(state.get("_parameters") or {}):
         if isinstance(t, TensorEntry):
             yield prefix + name, t
@@ -44,82 +108,117 @@ def module_tensors(mod: Opaque, prefix: str = "") -> Iterator[tuple[str, TensorE
             yield prefix + name, t
     for name, sub in _items(state.get("_modules") or {}):
         if _is_module(sub):
-            yield from module_tensors(sub, f"{prefix}{name}.")
+            yield from module_tensors(sub, f"{prefix}{name}.", walk, _depth + 1)
+    walk.leave(mod)
 
 
-def _script_tensors(obj: Opaque, prefix: str, seen: set[int]) -> Iterator[tuple[str, TensorEntry]]:
+def _script_tensors(obj: Opaque, prefix: str, seen: set[int],
+                    depth: int = 0) -> Iterator[tuple[str, TensorEntry]]:
     """Tensor attributes of a TorchScript object tree (parameters and buffers are attributes)."""
     if id(obj) in seen:
         return
+    if depth > MAX_DEPTH:
+        raise LimitExceeded(f"modules nest more than {MAX_DEPTH} levels deep",
+                            hint="the file is corrupt or hostile")
     seen.add(id(obj))
     for name, v in _items(obj.state if isinstance(obj.state, dict) else {}):
         if isinstance(v, TensorEntry):
             yield prefix + name, v
         elif isinstance(v, Opaque):
-            yield from _script_tensors(v, f"{prefix}{name}.", seen)
+            yield from _script_tensors(v, f"{prefix}{name}.", seen, depth + 1)
 
 
-def flatten_tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, TensorEntry]]:
+def flatten_tensors(obj: Any, prefix: str = "", _walk: _Walk | None = None,
+                    _depth: int = 0) -> Iterator[tuple[str, TensorEntry]]:
     """Every tensor under ``obj`` with its dotted path (modules by their state_dict names)."""
     if isinstance(obj, TensorEntry):
         yield prefix.rstrip("."), obj
-    elif _is_module(obj):
-        yield from module_tensors(obj, prefix)
-    elif isinstance(obj, Opaque):
-        yield from flatten_tensors(obj.state, prefix)
+        return
+    if not isinstance(obj, _CONTAINERS):
+        return
+    walk = _walk or _Walk()
+    if _is_module(obj):
+        yield from module_tensors(obj, prefix, walk, _depth)
+        return
+    if not walk.enter(obj, _depth):
+        return  # a container that holds itself: its tensors are named once
+    if isinstance(obj, Opaque):
+        yield from flatten_tensors(obj.state, prefix, walk, _depth + 1)
         yield from flatten_tensors(list(obj.args) if isinstance(obj.args, tuple) else obj.args,
-                                   prefix + "args.")
+                                   prefix + "args.", walk, _depth + 1)
     else:
         for k, v in _items(obj):
             if isinstance(v, TensorEntry):  # name it here: rstrip(".") would eat a key's own dots
                 yield prefix + k, v
-            else:
-                yield from flatten_tensors(v, f"{prefix}{k}.")
+            elif isinstance(v, _CONTAINERS):
+                yield from flatten_tensors(v, f"{prefix}{k}.", walk, _depth + 1)
+    walk.leave(obj)
 
 
-def plain(obj: Any, depth: int = 0) -> Any:
+def plain(obj: Any, depth: int = 0, _walk: _Walk | None = None) -> Any:
     """A JSON-able copy of the plain values in ``obj``: tensors and opaque objects summarised."""
-    if depth > 64:
+    if depth > _PLAIN_DEPTH:
         return "..."
     if isinstance(obj, TensorEntry):
         return {"tensor": obj.dtype.name, "shape": list(obj.shape)}
-    if isinstance(obj, Opaque):
-        out: dict[str, Any] = {"__class__": obj.cls}
-        if obj.args not in ((), None, []):
-            out["args"] = plain(obj.args, depth + 1)
-        if obj.state is not None:
-            out["state"] = plain(obj.state, depth + 1)
-        return out
-    if isinstance(obj, dict):
-        return {str(k): plain(v, depth + 1) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [plain(v, depth + 1) for v in obj]
+    if isinstance(obj, (dict, list, tuple, set, frozenset, Opaque)):
+        walk = _walk or _Walk()
+        if not walk.enter(obj, depth):
+            return "..."  # it holds itself, as repr() shows [[...]]
+        try:
+            return _plain_container(obj, depth, walk)
+        finally:
+            walk.leave(obj)
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return {"bytes": len(obj)}
+    if isinstance(obj, int) and obj.bit_length() > 4096:
+        return f"<int of {obj.bit_length()} bits>"  # json cannot print more than 4300 digits
     if obj is None or isinstance(obj, (bool, int, str)):
         return obj
     if isinstance(obj, float):
         return obj if obj == obj and obj not in (float("inf"), float("-inf")) else repr(obj)
-    return repr(obj)
+    try:
+        return repr(obj)
+    except (RecursionError, ValueError):
+        return brief(obj)
 
 
-def _without_tensors(obj: Any, depth: int = 0) -> Any:
+def _plain_container(obj: Any, depth: int, walk: _Walk) -> Any:
+    if isinstance(obj, Opaque):
+        out: dict[str, Any] = {"__class__": obj.cls}
+        if obj.args not in ((), None, []):
+            out["args"] = plain(obj.args, depth + 1, walk)
+        if obj.state is not None:
+            out["state"] = plain(obj.state, depth + 1, walk)
+        return out
+    if isinstance(obj, dict):
+        return {_key(k): plain(v, depth + 1, walk) for k, v in obj.items()}
+    return [plain(v, depth + 1, walk) for v in obj]
+
+
+def _without_tensors(obj: Any, depth: int = 0, _walk: _Walk | None = None) -> Any:
     """The tree with every tensor-only branch pruned, for the plain-values view."""
     if isinstance(obj, TensorEntry):
         return None
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            pv = _without_tensors(v, depth + 1)
-            if pv is not None or v is None:
-                out[str(k)] = pv
-        return out if out or not obj else None
-    if isinstance(obj, (list, tuple)):
-        vals = [_without_tensors(v, depth + 1) for v in obj]
-        return None if obj and all(v is None for v in vals) else vals
+    walk = _walk or _Walk()
+    if isinstance(obj, (dict, list, tuple)):
+        if depth > _PLAIN_DEPTH or not walk.enter(obj, depth):
+            return "..."
+        if isinstance(obj, dict):
+            out = {}
+            for k, v in obj.items():
+                pv = _without_tensors(v, depth + 1, walk)
+                if pv is not None or v is None:
+                    out[_key(k)] = pv
+            result: Any = out if out or not obj else None
+        else:
+            vals = [_without_tensors(v, depth + 1, walk) for v in obj]
+            result = None if obj and all(v is None for v in vals) else vals
+        walk.leave(obj)
+        return result
     if _is_module(obj):
         return {"__class__": obj.cls}
-    return plain(obj, depth)
+    return plain(obj, depth, walk)
 
 
 def _tensor_dict(obj: Any) -> bool:
@@ -199,7 +298,7 @@ def classify(
                 f"a whole pickled model: loading it with torch needs the class `{wtree.cls}` "
                 "importable; its weights can be extracted without it"
             )
-        elif other or (isinstance(tree, dict) and set(map(str, tree)) & _TRAINING_KEYS):
+        elif other or (isinstance(tree, dict) and set(map(_key, tree)) & _TRAINING_KEYS):
             kind = "training-checkpoint"
             needs.append(
                 f"a training checkpoint: the weights are under {wpath!r}; "

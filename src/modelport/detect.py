@@ -8,6 +8,7 @@ number first, and safetensors/ONNX are recognised by a strict look at their firs
 from __future__ import annotations
 
 import os
+import stat
 
 from .containers.zip import ZipArchive, is_zip
 from .errors import UnknownFormat
@@ -24,15 +25,24 @@ def sniff(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> str:
     if os.path.isdir(path):
         from .formats import hf_repo
 
-        if hf_repo.sniff_dir(path):
-            return "hf-repo"
+        try:
+            if hf_repo.sniff_dir(path):
+                return "hf-repo"
+        except OSError as exc:
+            raise UnknownFormat(f"cannot list the folder: {exc.strerror}", path=path) from exc
         raise UnknownFormat("folder holds no model weights (no safetensors/bin shards or index)",
                             path=path, hint="point at a model file or a Hugging Face model folder")
     try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            # Opening a FIFO blocks until something writes to it; a device never ends.
+            raise UnknownFormat("not a regular file", path=path,
+                                hint="save the stream to a file first")
         with open(path, "rb") as f:
             head = f.read(HEAD)
-    except OSError as exc:
-        raise UnknownFormat(f"cannot read: {exc.strerror}", path=path) from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise UnknownFormat(f"cannot read: {getattr(exc, 'strerror', None) or exc}",
+                            path=path) from exc
     if is_zip(head):
         return _sniff_zip(path, limits)
     if head.startswith(b"\x93NUMPY"):

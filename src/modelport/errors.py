@@ -34,6 +34,10 @@ __all__ = [
 ]
 
 
+# Names and values quoted from a file may hold line breaks; the CLI's error is one line.
+_ONE_LINE = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 class ModelportError(Exception):
     """Base class. Keyword fields locate the problem; ``hint`` says what to do."""
 
@@ -77,7 +81,7 @@ class ModelportError(Exception):
         text = ": ".join(filter(None, [", ".join(where), self.message]))
         if self.hint:
             text += f" ({self.hint})"
-        return text
+        return text.translate(_ONE_LINE)
 
 
 class InputError(ModelportError):

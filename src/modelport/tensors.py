@@ -60,11 +60,23 @@ def storage_buffer(storage: Storage) -> memoryview:
     return memoryview(m)[storage.offset : end]
 
 
+def _shape(shape: tuple[int, ...]) -> str:
+    if len(shape) <= 8:
+        return str(shape)
+    return f"({', '.join(map(str, shape[:8]))}, ...: {len(shape)} dims)"
+
+
 def _check_bounds(entry: TensorEntry) -> None:
+    if any(d < 0 for d in entry.shape):
+        raise MalformedHeader(f"negative size {_shape(entry.shape)}", path=entry.storage.path,
+                              tensor=entry.name, offset=entry.storage.offset,
+                              hint="the file is corrupt")
     if entry.numel == 0:
         return
     if entry.storage_offset < 0 or (entry.strides and min(entry.strides) < 0):
-        raise MalformedHeader(f"negative offset or stride in tensor {entry.name!r}")
+        raise MalformedHeader("negative offset or stride", path=entry.storage.path,
+                              tensor=entry.name, offset=entry.storage.offset,
+                              hint="the file is corrupt")
     if entry.byte_offset + entry.span > entry.storage.nbytes:
         raise MalformedHeader(
             f"tensor reaches byte {entry.byte_offset + entry.span} of a storage of "
@@ -79,6 +91,18 @@ def _check_bounds(entry: TensorEntry) -> None:
 def to_numpy(entry: TensorEntry) -> np.ndarray:
     """The tensor as a read-only numpy array, zero-copy where the layout allows."""
     _check_bounds(entry)
+    try:
+        return _to_numpy(entry)
+    except (ValueError, OverflowError) as exc:
+        # A shape numpy cannot index: (0, 2**62, 2**62) has no bytes, a stride-0 view of 2**62
+        # elements fits its storage, and neither fits an intp.
+        raise MalformedHeader(f"numpy cannot represent shape {_shape(entry.shape)}: {exc}",
+                              path=entry.storage.path, tensor=entry.name,
+                              offset=entry.storage.offset,
+                              hint="the file is corrupt or the tensor is too large") from exc
+
+
+def _to_numpy(entry: TensorEntry) -> np.ndarray:
     dt = entry.dtype.np_dtype()
     if entry.numel == 0:
         return np.empty(entry.shape, dtype=dt)

@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"modelport {args.command}: error: {exc}", file=sys.stderr)
         return next(code for cls, code in _EXIT_CODES.items() if isinstance(exc, cls))
+    except BrokenPipeError:  # `modelport inspect x | head`: the reader left, not an error
+        return EXIT_OK
     except OSError as exc:
         if args.debug:
             traceback.print_exc()
@@ -88,8 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"modelport {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return EXIT_OK
 
 
 def run() -> None:

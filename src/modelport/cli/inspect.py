@@ -74,8 +74,19 @@ def run(args: argparse.Namespace) -> int:
         json.dump(report(ck, safety), sys.stdout, indent=1, default=str)
         print()
         return 0
-    sys.stdout.write(render(ck, safety, expand=args.all))
+    sys.stdout.write(_printable(render(ck, safety, expand=args.all)))
     return 0
+
+
+def _printable(text: str) -> str:
+    """Text stdout can take: names from a file may hold lone surrogates (pickle's BINUNICODE
+    lets them through) or characters the terminal's encoding lacks, which a strict stdout
+    refuses with a traceback."""
+    enc = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        return text.encode(enc, "backslashreplace").decode(enc)
+    except LookupError:
+        return text.encode("ascii", "backslashreplace").decode("ascii")
 
 
 # -- the human view -----------------------------------------------------------------------------

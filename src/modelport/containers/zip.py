@@ -180,7 +180,8 @@ def _parse(path: str, fd: int, size: int, limits: Limits) -> ZipArchive:
     loc_pos = eocd_pos - _EOCD64_LOC.size
     if loc_pos >= 0:
         sig, _, z64_off, _ = _EOCD64_LOC.unpack(os.pread(fd, _EOCD64_LOC.size, loc_pos))
-        if sig == _SIG_LOC64:
+        # Offsets are 64-bit unsigned; pread takes a signed off_t: look only inside the file.
+        if sig == _SIG_LOC64 and z64_off + _EOCD64.size <= size:
             rec = os.pread(fd, _EOCD64.size, z64_off)
             if len(rec) == _EOCD64.size and _EOCD64.unpack(rec)[0] == _SIG_EOCD64:
                 fields = _EOCD64.unpack(rec)
@@ -238,7 +239,8 @@ def _parse(path: str, fd: int, size: int, limits: Limits) -> ZipArchive:
 
 
 def _local(path: str, fd: int, size: int, m: ZipMember, anomalies: list[ZipAnomaly]) -> None:
-    head = os.pread(fd, _LOCAL.size, m.header_offset)
+    # A zip64 offset can be past 2**63, where pread's off_t overflows: compare with size first.
+    head = os.pread(fd, _LOCAL.size, m.header_offset) if m.header_offset < size else b""
     if len(head) < _LOCAL.size:
         raise _err(path, "local header runs past the end of the file", m.header_offset,
                    Truncated, member=m.name, hint="the file is truncated; download it again")

@@ -41,13 +41,25 @@ def sniff_dir(path: str) -> bool:
                 any(_SHARD.match(n) for n in names))
 
 
+_JSON_DEPTH = 64  # config.json and indexes nest a few levels; inspect prints them recursively
+
+
 def _read_json(path: str) -> Any:
     try:
         with builtins.open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as exc:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError) as exc:  # "[[[[..." past the parser's limit
         raise RepoError(f"cannot read JSON: {exc}", path=path,
                         hint="the file is corrupt or incomplete") from exc
+    level, depth = [data], 0
+    while level:  # iteratively: the check itself must not recurse
+        depth += 1
+        if depth > _JSON_DEPTH:
+            raise RepoError(f"JSON nests more than {_JSON_DEPTH} levels deep", path=path,
+                            hint="the file is corrupt")
+        level = [v for x in level if isinstance(x, (dict, list))
+                 for v in (x.values() if isinstance(x, dict) else x)]
+    return data
 
 
 def shard_files(path: str) -> tuple[str | None, list[str], dict[str, str]]:
@@ -98,6 +110,9 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
     size = 0
     for shard in shards:
         spath = os.path.join(path, shard)
+        if os.path.isdir(spath):
+            raise RepoError(f"shard {shard} is a folder", path=spath,
+                            hint="a shard must be a weights file")
         fmt = detect.sniff(spath)
         try:
             ck = module_for(fmt).open(spath, limits)

@@ -169,7 +169,7 @@ def parse_npy_header(
     try:
         # Builds a dtype description only: an object dtype here is a type code, nothing is loaded.
         dt = np.lib.format.descr_to_dtype(descr)
-    except (TypeError, ValueError, KeyError, IndexError, RecursionError) as e:
+    except (TypeError, ValueError, KeyError, IndexError, RecursionError, SyntaxError) as e:
         raise bad(f"descr {descr!r} is not a numpy dtype: {e}", start) from e
     dtype = _tensor_dtype(dt, lambda msg, hint: bad(msg, start, InputError, hint))
     header = NpyHeader(dtype, shape, fortran, start + hlen, version)
@@ -247,7 +247,8 @@ def _open_npz(path: str, f: BinaryIO, size: int, limits: Limits) -> Checkpoint:
     try:
         with zipfile.ZipFile(f) as zf:
             members = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, NotImplementedError,
+            IndexError) as e:
         raise MalformedHeader(f"the zip directory cannot be read: {e}", path=path,
                               format=FORMAT_IDS[1], hint="the file is truncated or corrupt") from e
     if len(members) > limits.members:
@@ -263,7 +264,7 @@ def _open_npz(path: str, f: BinaryIO, size: int, limits: Limits) -> Checkpoint:
                                   hint="readers disagree on which copy wins; corrupt or crafted",
                                   **loc)
         seen.add(m.filename)
-        if m.is_dir():
+        if m.filename.endswith("/"):  # ZipInfo.is_dir() fails on an empty name
             continue
         f.seek(m.header_offset)
         local = f.read(30)

@@ -418,6 +418,9 @@ def _typed(w: _Walk, t: dict[str, Any], name: str, dtype: DType, shape: tuple[in
     """Values from the typed repeated fields, laid out as raw_data would hold them."""
     present = [k for k in _TYPED if t.get(k)]
     numel = math.prod(shape)
+    if numel >= 1 << 63:  # before any message formats the number
+        raise MalformedHeader("tensor has more than 2**63 elements", tensor=name,
+                              hint="the file is corrupt")
     if not present:
         if numel == 0:
             return b""

@@ -27,7 +27,7 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
     with builtins.open(path, "rb") as f:
         size = f.seek(0, 2)
         data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-    m = Machine(memoryview(data), path=path, limits=limits)
+    m = Machine(memoryview(data), path=path, limits=limits, strict=True)
     try:
         tree = m.run()
     except ModelportError as exc:

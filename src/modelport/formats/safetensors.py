@@ -163,7 +163,8 @@ def parse_header(
                              f"data_offsets; got {keys}", name)
         code, shape, offsets = rec["dtype"], rec["shape"], rec["data_offsets"]
         dtype = by_name(code) if isinstance(code, str) else None
-        bits = dtype.bits if dtype is not None and dtype.safetensors else _SUBBYTE_BITS.get(code)
+        bits = (dtype.bits if dtype is not None and dtype.safetensors
+                else _SUBBYTE_BITS.get(code) if isinstance(code, str) else None)
         if bits is None:
             raise bad_record(f"unknown dtype {code!r}", name, hint="safetensors codes are "
                              "F64 F32 F16 BF16 F8_E4M3 F8_E5M2 I64 ... BOOL")

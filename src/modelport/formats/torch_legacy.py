@@ -22,12 +22,12 @@ import struct
 from typing import Any
 
 from .. import dtypes
-from ..classify import classify
+from ..classify import classify, plain
 from ..errors import MalformedHeader, ModelportError, PickleError, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Storage
 from ..pickle import Machine, StorageRef
-from ..pickle.machine import Ref
+from ..pickle.machine import Ref, brief
 
 FORMAT_ID = "torch-legacy"
 MAGIC = 0x1950A86A20F9469CFC6C
@@ -40,13 +40,21 @@ def sniff(head: bytes) -> bool:
 
 def _storage_type(pid: Any, path: str, offset: int) -> tuple[str, Any, int, Any]:
     if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-        raise PickleError(f"unknown persistent id {pid!r}", path=path, offset=offset)
+        raise PickleError(f"unknown persistent id {brief(pid)}", path=path, offset=offset)
     _, stype, key, _loc, numel = pid[:5]
-    name = stype.name if isinstance(stype, Ref) else str(stype)
+    name = stype.name if isinstance(stype, Ref) else brief(stype)
     dt = dtypes.by_torch_storage(name)
-    if dt is None or not isinstance(numel, int):
+    if dt is None:
         raise PickleError(f"unknown storage type {name}", path=path, offset=offset)
-    return str(key), dt, numel, pid[5] if len(pid) > 5 else None
+    if not isinstance(numel, int) or numel < 0:
+        raise PickleError(f"storage of {brief(numel)} elements", path=path, offset=offset,
+                          hint="the file is corrupt")
+    view = pid[5] if len(pid) > 5 else None
+    if view is not None and not (isinstance(view, tuple) and len(view) == 3 and all(
+            isinstance(v, int) and v >= 0 for v in view[1:])):
+        raise PickleError(f"storage view {brief(view)} is not (key, offset, size)", path=path,
+                          offset=offset, hint="the file is corrupt")
+    return key if isinstance(key, str) else brief(key), dt, numel, view
 
 
 def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) -> Checkpoint:
@@ -62,7 +70,7 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
 
 
 def _run(buf: memoryview, pos: int, path: str, limits: Limits, load: Any = None) -> Machine:
-    m = Machine(buf, pos, path=path, persistent_load=load, limits=limits)
+    m = Machine(buf, pos, path=path, persistent_load=load, limits=limits, strict=True)
     m.result = m.run()  # type: ignore[attr-defined]
     return m
 
@@ -97,7 +105,7 @@ def _read(path: str, buf: memoryview, size: int, limits: Limits,
     storages: dict[str, Storage] = {}
     pos = keys_m.end
     for key in keys:
-        key = str(key)
+        key = key if isinstance(key, str) else brief(key)
         if key not in found:
             raise MalformedHeader(f"storage {key!r} is listed but never used", path=path,
                                   offset=pos)
@@ -107,7 +115,7 @@ def _read(path: str, buf: memoryview, size: int, limits: Limits,
                             hint="the file is truncated; download it again")
         (count,) = struct.unpack_from("<q", buf, pos)
         nbytes = count * dt.itemsize
-        if count < numel or pos + 8 + nbytes > size:
+        if count < max(numel, 0) or pos + 8 + nbytes > size:
             raise Truncated(f"storage {key!r} needs {nbytes} bytes at {pos + 8}", path=path,
                             offset=pos, hint="the file is truncated; download it again")
         storages[key] = Storage(nbytes, path=path, offset=pos + 8, key=key)
@@ -120,10 +128,14 @@ def _read(path: str, buf: memoryview, size: int, limits: Limits,
             raise MalformedHeader(f"storage {key!r} has no data", path=path, offset=offset)
         if view is not None:  # (view_key, element offset, view size) into the root storage
             _vkey, voff, vsize = view
+            if (voff + vsize) * dt.itemsize > st.nbytes:
+                raise MalformedHeader(f"view of storage {key!r} reaches past its "
+                                      f"{st.nbytes} bytes", path=path, offset=offset,
+                                      hint="the file is corrupt")
             st = Storage(vsize * dt.itemsize, path=path, offset=st.offset + voff * dt.itemsize,
                          key=key)
         return StorageRef(st, dt)
 
     second = _run(buf, tree_start, path, limits, load)
     return classify(path, FORMAT_ID, second.result, globals=second.globals,  # type: ignore[attr-defined]
-                    select_path=select, file_size=size, info={"sys_info": sys_info})
+                    select_path=select, file_size=size, info={"sys_info": plain(sys_info)})

@@ -14,7 +14,7 @@ is ``('storage', torch.<Type>Storage, key, location, numel)``; the storage is me
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import dtypes
@@ -24,7 +24,7 @@ from ..errors import MalformedHeader, ModelportError, PickleError, UnknownFormat
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Storage
 from ..pickle import Machine, StorageRef
-from ..pickle.machine import Ref
+from ..pickle.machine import Ref, brief
 
 FORMAT_ID = "torch-zip"
 
@@ -46,10 +46,12 @@ def storage_loader(archive: ZipArchive, prefix: str, members: dict[str, ZipMembe
 
     def load(pid: Any, offset: int) -> StorageRef:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise PickleError(f"unknown persistent id {pid!r}", path=path, member=pkl,
+            raise PickleError(f"unknown persistent id {brief(pid)}", path=path, member=pkl,
                               offset=offset, hint="not a torch.save archive modelport knows")
         _, stype, key, _location, numel = pid[:5]
-        name = stype.name if isinstance(stype, Ref) else str(stype)
+        name = stype.name if isinstance(stype, Ref) else brief(stype)
+        key = key if isinstance(key, str) else brief(key)  # torch writes str keys; str() of
+        # a hostile key can recurse without end or refuse an int of more than 4300 digits
         dtype = dtypes.by_torch_storage(name) or (dtypes.by_name("U8")
                                                   if name == "UntypedStorage" else None)
         if dtype is None:
@@ -64,7 +66,8 @@ def storage_loader(archive: ZipArchive, prefix: str, members: dict[str, ZipMembe
                                   path=path, member=member.name, offset=member.header_offset)
         if isinstance(numel, int) and numel * dtype.itemsize > member.usize:
             raise MalformedHeader(
-                f"storage {key!r} claims {numel} elements but its member holds {member.usize} bytes",
+                f"storage {key!r} claims {brief(numel)} elements but its member holds "
+                f"{member.usize} bytes",
                 path=path, member=member.name, offset=member.data_offset)
         st = cache.get(str(key))
         if st is None:
@@ -79,7 +82,7 @@ def unpickle_member(archive: ZipArchive, member: ZipMember, persistent_load: Any
                     limits: Limits) -> Machine:
     data = archive.read(member, limits)
     m = Machine(data, base=member.data_offset, member=member.name, path=archive.path,
-                persistent_load=persistent_load, limits=limits)
+                persistent_load=persistent_load, limits=limits, strict=True)
     m.result = m.run()  # type: ignore[attr-defined]
     return m
 
@@ -87,7 +90,9 @@ def unpickle_member(archive: ZipArchive, member: ZipMember, persistent_load: Any
 def check_byteorder(archive: ZipArchive, prefix: str, members: dict[str, ZipMember],
                     limits: Limits) -> None:
     bo = members.get(prefix + "byteorder")
-    if bo is not None and archive.read(bo, limits).strip() not in (b"little", b""):
+    # "little" or "big": a compressed byteorder member may not inflate to gigabytes
+    if bo is not None and archive.read(bo, replace(limits, member_bytes=64)).strip() not in (
+            b"little", b""):
         raise MalformedHeader("big-endian archive", path=archive.path, member=bo.name,
                               offset=bo.data_offset,
                               hint="re-save it on a little-endian machine")

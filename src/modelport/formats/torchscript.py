@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 from ..classify import classify
 from ..containers.zip import ZipArchive
@@ -33,6 +34,7 @@ _LIST = re.compile(r"^  __(parameters|buffers)__ = \[(.*)\]", re.M)
 def _declarations(archive: ZipArchive, prefix: str, limits: Limits) -> dict[str, dict[str, list[str]]]:
     """``{"__torch__.Sub": {"parameters": [...], "buffers": [...]}}`` from the code/ files."""
     out: dict[str, dict[str, list[str]]] = {}
+    limits = replace(limits, member_bytes=min(limits.member_bytes, limits.header_bytes))
     for m in archive.members:
         if not (m.name.startswith(prefix + "code/") and m.name.endswith(".py")):
             continue

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .. import dtypes
 from ..dtypes import DType
 from ..model import Opaque, Storage, TensorEntry
-from .machine import Ref
+from .machine import BadRecord, Ref, brief, check_key
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -58,12 +58,29 @@ class _PendingArray:
         return "<numpy.ndarray (unbuilt)>"
 
 
-def _ints(value: Any, what: str) -> tuple[int, ...]:
+_INT64 = 1 << 63  # torch keeps sizes, strides, offsets and numel in int64
+
+
+def _ints(value: Any, what: str, error: type[ValueError] = ValueError) -> tuple[int, ...]:
     if not isinstance(value, (tuple, list)) or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in value
     ):
-        raise ValueError(f"{what} is not a tuple of ints: {value!r}")
+        raise error(f"{what} is not a tuple of ints: {brief(value)}")
     return tuple(value)
+
+
+def _dims(value: Any, what: str) -> tuple[int, ...]:
+    """Sizes or strides of a tensor record: ints in [0, 2**63) whose product fits int64, as
+    torch itself requires; anything else would make numbers no reader can allocate."""
+    dims = _ints(value, what, BadRecord)
+    if any(not 0 <= d < _INT64 for d in dims):
+        raise BadRecord(f"{what} {brief(dims)} is negative or beyond int64")
+    numel = 1
+    for d in dims:
+        numel *= d
+        if numel >= _INT64:
+            raise BadRecord(f"{what} {brief(dims)} has more than 2**63 elements")
+    return dims
 
 
 def tensor_from_storage(
@@ -71,11 +88,14 @@ def tensor_from_storage(
     requires_grad: Any = False,
 ) -> TensorEntry:
     if not isinstance(sref, StorageRef):
+        # pickle.dumps(tensor) pickles its storage by a call, not a persistent id: inert
         raise ValueError(f"tensor storage is {type(sref).__name__}, not a storage")
-    if not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"bad storage offset {offset!r}")
-    shape = _ints(size, "size")
-    strides = _ints(stride, "stride") if stride is not None else None
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < _INT64:
+        raise BadRecord(f"bad storage offset {brief(offset)}")
+    shape = _dims(size, "size")
+    strides = _ints(stride, "stride", BadRecord) if stride is not None else None
+    if strides is not None and any(not 0 <= s < _INT64 for s in strides):
+        raise BadRecord(f"stride {brief(strides)} is negative or beyond int64")
     entry = TensorEntry(
         name="",
         dtype=dtype or sref.dtype,
@@ -89,7 +109,7 @@ def tensor_from_storage(
         entry = TensorEntry(entry.name, entry.dtype, shape, entry.storage, offset, None,
                             entry.requires_grad)
     if len(shape) != len(strides or shape):
-        raise ValueError("size and stride differ in length")
+        raise BadRecord("size and stride differ in length")
     return entry
 
 
@@ -103,7 +123,7 @@ def _rebuild_tensor_v3(m: Machine, storage: Any, offset: Any, size: Any, stride:
                        requires_grad: Any, hooks: Any, dtype: Any, *rest: Any) -> TensorEntry:
     dt = dtypes.by_torch(dtype.name) if isinstance(dtype, Ref) else None
     if dt is None:
-        raise ValueError(f"unknown tensor dtype {dtype!r}")
+        raise ValueError(f"unknown tensor dtype {brief(dtype)}")
     return tensor_from_storage(storage, offset, size, stride, dt, requires_grad)
 
 
@@ -117,7 +137,9 @@ def _rebuild_parameter(m: Machine, data: Any, requires_grad: Any = False, *rest:
 def _rebuild_qtensor(m: Machine, storage: Any, offset: Any, size: Any, stride: Any,
                      qparams: Any, *rest: Any) -> TensorEntry:
     entry = tensor_from_storage(storage, offset, size, stride)
-    scheme = qparams[0].name if qparams and isinstance(qparams[0], Ref) else str(qparams[0])
+    first = qparams[0]  # an empty or non-sequence qparams is a shape this builder does not know
+    scheme = (first.name if isinstance(first, Ref) else first if isinstance(first, str)
+              else brief(first))
     quant = {"scheme": scheme, "params": [p for p in qparams[1:] if not isinstance(p, Ref)]}
     return TensorEntry(entry.name, entry.dtype, entry.shape, entry.storage,
                        entry.storage_offset, entry.strides, entry.requires_grad, quant)
@@ -128,8 +150,17 @@ def _rebuild_from_type_v2(m: Machine, func: Any, new_type: Any, args: Any, state
     return m.call(func, args, "REDUCE")
 
 
+def _keys(m: Machine, items: Any, pairs: bool) -> Any:
+    """``items`` after check_key on every key they would hash (a dict's keys are checked)."""
+    if isinstance(items, (list, tuple, set, frozenset)):
+        for item in items:
+            check_key(m, item[0] if pairs and isinstance(item, (tuple, list)) and item
+                      else item)
+    return items
+
+
 def _ordered_dict(m: Machine, *args: Any) -> dict[Any, Any]:
-    return dict(args[0]) if args and args[0] else {}
+    return dict(_keys(m, args[0], pairs=True)) if args and args[0] else {}
 
 
 def _codecs_encode(m: Machine, text: Any, encoding: Any = "utf-8", *rest: Any) -> bytes:
@@ -141,12 +172,12 @@ def _codecs_encode(m: Machine, text: Any, encoding: Any = "utf-8", *rest: Any) -
 
 def _reconstructor(m: Machine, cls: Any, base: Any, state: Any = None) -> Any:
     # copyreg._reconstructor(cls, object, None) is how protocol 0/1 pickle plain instances.
-    name = cls.qualname if isinstance(cls, Ref) else repr(cls)
+    name = cls.qualname if isinstance(cls, Ref) else brief(cls)
     return Opaque(name, (), how="reconstructor", state=None)
 
 
 def _device(m: Machine, *args: Any) -> str:
-    return ":".join(str(a) for a in args)
+    return ":".join(a if isinstance(a, str) else brief(a) for a in args)
 
 
 def _size(m: Machine, dims: Any = ()) -> tuple[int, ...]:
@@ -164,13 +195,13 @@ _DTYPE_CODE = re.compile(r"^[<>=|]?[a-zA-Z]\d{0,2}$")
 
 def _np_dtype(m: Machine, code: Any, align: Any = False, copy: Any = False) -> _NpDType:
     if not isinstance(code, str) or not _DTYPE_CODE.match(code):
-        raise ValueError(f"unsupported dtype code {code!r}")
+        raise ValueError(f"unsupported dtype code {brief(code)}")
     return _NpDType(code)
 
 
 def _np_reconstruct(m: Machine, cls: Any, shape: Any, code: Any) -> _PendingArray:
     if not (isinstance(cls, Ref) and cls.name in ("ndarray", "matrix")):
-        raise ValueError(f"reconstructs {cls!r}, not an ndarray")
+        raise ValueError(f"reconstructs {brief(cls)}, not an ndarray")
     return _PendingArray(m.base + m.op_offset)
 
 
@@ -198,14 +229,14 @@ def _np_frombuffer(m: Machine, buf: Any, nd: Any, shape: Any, order: Any = "C") 
     dt = _numpy_dt(nd)
     if dt is None or not isinstance(buf, (bytes, bytearray)):
         raise ValueError("not a numeric buffer")
-    return _array_entry(m, dt, _ints(shape, "shape"), bytes(buf), order == "F")
+    return _array_entry(m, dt, _dims(shape, "shape"), bytes(buf), order == "F")
 
 
 def _array_entry(m: Machine, dt: DType, shape: tuple[int, ...], raw: bytes,
                  fortran: bool) -> TensorEntry:
     entry = TensorEntry("", dt, shape, Storage(len(raw), data=raw, key=f"array@{m.op_offset}"))
     if entry.nbytes != len(raw):
-        raise ValueError(f"array of {entry.nbytes} bytes holds {len(raw)}")
+        raise BadRecord(f"array of {entry.nbytes} bytes holds {len(raw)}")
     if fortran and len(shape) > 1:
         strides, acc = [], 1
         for d in shape:
@@ -224,9 +255,9 @@ def _finish_array(m: Machine, pending: _PendingArray, state: Any) -> Any:
     dt = _numpy_dt(nd)
     if dt is None or not isinstance(raw, (bytes, bytearray)):
         # Object arrays pickle their items as a list: keep them opaque, never rebuild.
-        return Opaque("numpy.ndarray", (), state={"dtype": repr(nd), "shape": shape},
+        return Opaque("numpy.ndarray", (), state={"dtype": brief(nd), "shape": shape},
                       how="reduce")
-    return _array_entry(m, dt, _ints(shape, "shape"), bytes(raw), bool(fortran))
+    return _array_entry(m, dt, _dims(shape, "shape"), bytes(raw), bool(fortran))
 
 
 def build_state(m: Machine, obj: Any, state: Any) -> None:
@@ -249,6 +280,11 @@ def build_state(m: Machine, obj: Any, state: Any) -> None:
     elif isinstance(obj, _PendingArray):
         try:
             built: Any = _finish_array(m, obj, state)
+        except BadRecord as exc:
+            if m.strict:
+                raise m.error(f"numpy.ndarray: {exc}", hint="the array record is corrupt") from None
+            m.note("builder-args", f"numpy.ndarray state: {exc}")
+            built = Opaque("numpy.ndarray", (), state=state)
         except ValueError as exc:
             m.note("builder-args", f"numpy.ndarray state: {exc}")
             built = Opaque("numpy.ndarray", (), state=state)
@@ -262,11 +298,11 @@ def build_state(m: Machine, obj: Any, state: Any) -> None:
 
 
 def _set(m: Machine, items: Any = ()) -> set[Any]:
-    return set(items)
+    return set(_keys(m, items, pairs=False))
 
 
 def _frozen(m: Machine, items: Any = ()) -> frozenset[Any]:
-    return frozenset(items)
+    return frozenset(_keys(m, items, pairs=False))
 
 
 def _bytes(m: Machine, *args: Any) -> bytes:
@@ -278,10 +314,16 @@ def _bytes(m: Machine, *args: Any) -> bytes:
     raise ValueError("bytes() with arguments other than a list of ints")
 
 
-def _plain(kind: type) -> Callable[..., Any]:
+def _plain(kind: type, scalars: bool = False) -> Callable[..., Any]:
     def build(m: Machine, *args: Any) -> Any:
         if any(isinstance(a, (Opaque, Ref)) for a in args):
             raise ValueError("arguments are not plain data")
+        if scalars and not all(a is None or isinstance(a, (int, float, str)) for a in args):
+            # A slice or complex of containers would be printed by repr(), which walks a
+            # tuple shared with itself forty levels over 2**40 times.
+            raise ValueError("arguments are not numbers")
+        if kind is dict and args:
+            _keys(m, args[0], pairs=True)
         return kind(*args)
     return build
 
@@ -320,6 +362,6 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "builtins.tuple": _plain(tuple),
     "builtins.dict": _plain(dict),
     "builtins.bytes": _bytes,
-    "builtins.complex": _plain(complex),
-    "builtins.slice": _plain(slice),
+    "builtins.complex": _plain(complex, scalars=True),
+    "builtins.slice": _plain(slice, scalars=True),
 }

@@ -16,6 +16,7 @@ modelport can read the file.
 from __future__ import annotations
 
 import codecs
+import reprlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,28 @@ from ..errors import LimitExceeded, PickleError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import GlobalRef, Opaque
 
-__all__ = ["Ref", "Call", "Anomaly", "Machine", "unpickle", "OPCODE_NAMES"]
+__all__ = ["Ref", "Call", "Anomaly", "Machine", "unpickle", "OPCODE_NAMES", "BadRecord", "brief",
+           "check_key"]
+
+
+class BadRecord(ValueError):
+    """A builder's arguments are a corrupt record (a tensor with a negative size, ...), not
+    merely a shape it does not know. Readers (``strict=True``) stop with a PickleError at the
+    opcode; the scanner keeps the call inert and goes on."""
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlong = 3, 60, 60, 40
+
+
+def brief(value: Any) -> str:
+    """A short repr of a pickle-built value for a message. Plain ``repr`` can recurse past the
+    interpreter's limit (a list nested 100k deep costs 100k bytes of pickle) or refuse an int of
+    more than 4300 digits; neither may turn an error message into a traceback."""
+    try:
+        return _BRIEF.repr(value)
+    except (RecursionError, ValueError, TypeError):
+        return f"<{type(value).__name__}>"
 
 
 @dataclass(frozen=True)
@@ -102,6 +124,7 @@ class Machine:
         persistent_load: Callable[[Any, int], Any] | None = None,
         builders: dict[str, Callable[..., Any]] | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        strict: bool = False,
     ) -> None:
         from .builders import BUILDERS
 
@@ -114,6 +137,7 @@ class Machine:
         self.persistent_load = persistent_load
         self.builders = BUILDERS if builders is None else builders
         self.limits = limits
+        self.strict = strict  # a BadRecord from a builder is an error, not an inert call
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
         self.memo: dict[int, Any] = {}
@@ -194,8 +218,9 @@ class Machine:
 
     def find_class(self, module: Any, name: Any, opcode: str) -> Ref:
         if not isinstance(module, str) or not isinstance(name, str):
-            self.note("computed-global", f"{opcode} operands are not strings: {module!r}, {name!r}")
-            module, name = str(module), str(name)
+            self.note("computed-global",
+                      f"{opcode} operands are not strings: {brief(module)}, {brief(name)}")
+            module, name = brief(module), brief(name)
         if self.proto < 3 and module in _PY2_MODULES:  # what Unpickler(fix_imports=True) does
             module = _PY2_MODULES[module]
         self.globals.append(GlobalRef(module, name, opcode, self.base + self.op_offset, self.member))
@@ -207,8 +232,8 @@ class Machine:
 
     def call(self, func: Any, args: Any, opcode: str, kwargs: Any = None) -> Any:
         if not isinstance(func, Ref):
-            self.note("computed-call", f"{opcode} calls a value built at run time: {func!r}")
-            return Opaque(f"<call of {func!r}>", args, how=opcode.lower())
+            self.note("computed-call", f"{opcode} calls a value built at run time: {brief(func)}")
+            return Opaque(f"<call of {brief(func)}>", args, how=opcode.lower())
         self.calls.append(Call(func.qualname, args, opcode, self.base + self.op_offset))
         builder = self.builders.get(func.qualname)
         if builder is not None and kwargs in (None, {}):
@@ -216,7 +241,13 @@ class Machine:
                 return builder(self, *(args if isinstance(args, tuple) else (args,)))
             except PickleError:
                 raise
-            except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
+            except BadRecord as exc:
+                if self.strict:
+                    raise self.error(f"{func.qualname}: {exc}",
+                                     hint="the record is corrupt") from None
+                self.note("builder-args", f"{func.qualname}: {exc}")
+            except (TypeError, ValueError, IndexError, KeyError, AttributeError,
+                    OverflowError) as exc:
                 # Arguments of a shape the builder does not know: keep the call inert.
                 self.note("builder-args", f"{func.qualname}: {exc}")
         return Opaque(func.qualname, args if kwargs is None else (args, kwargs), how=opcode.lower())
@@ -242,7 +273,16 @@ class Machine:
             handler = dispatch.get(op)
             if handler is None:
                 raise self.error(f"unknown opcode 0x{op:02x}", hint="not a pickle, or corrupt")
-            if handler(self) is _STOP:
+            try:
+                done = handler(self) is _STOP
+            except RecursionError:
+                # Hashing or building a value nested deeper than the interpreter recurses (a
+                # tuple key nested 100k deep is 100k bytes of pickle).
+                raise self.error("objects nest too deeply to read", LimitExceeded,
+                                 hint="the pickle is corrupt or hostile") from None
+            except MemoryError:
+                raise self.error("out of memory building a value", LimitExceeded) from None
+            if done:
                 return self.stack.pop() if self.stack else None
 
     @property
@@ -296,7 +336,11 @@ def _string_line(m: Machine) -> None:
     line = m.readline().rstrip(b"\r")
     if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
         raise m.error("STRING operand is not quoted")
-    m.stack.append(_py2_str(codecs.escape_decode(line[1:-1])[0]))
+    try:
+        raw = codecs.escape_decode(line[1:-1])[0]
+    except ValueError as exc:  # a bad \x escape or a trailing backslash
+        raise m.error(f"STRING operand has a bad escape: {exc}") from None
+    m.stack.append(_py2_str(raw))
 
 
 def _py2_str(raw: bytes) -> str | bytes:
@@ -308,7 +352,10 @@ def _py2_str(raw: bytes) -> str | bytes:
 
 
 def _unicode_line(m: Machine) -> None:
-    m.stack.append(m.readline().decode("raw-unicode-escape"))
+    try:
+        m.stack.append(m.readline().decode("raw-unicode-escape"))
+    except UnicodeDecodeError as exc:  # a truncated \uXXXX escape
+        raise m.error(f"UNICODE operand has a bad escape: {exc.reason}") from None
 
 
 def _sized(fmt: str, size: int) -> Callable[[Machine], int]:
@@ -456,7 +503,7 @@ def _binpersid(m: Machine) -> None:
 
 def _persistent(m: Machine, pid: Any) -> Any:
     if m.persistent_load is None:
-        m.note("persistent-id", f"persistent id {pid!r} in a plain pickle")
+        m.note("persistent-id", f"persistent id {brief(pid)} in a plain pickle")
         return Opaque("<persistent>", (pid,), how="persid")
     return m.persistent_load(pid, m.base + m.op_offset)
 
@@ -487,6 +534,7 @@ def _set_into(m: Machine, pairs: list[tuple[Any, Any]]) -> None:
     target = m.stack[-1]
     if isinstance(target, dict):
         for k, v in pairs:
+            check_key(m, k)
             try:
                 target[k] = v
             except TypeError:  # an unhashable key: a loader would fail here too
@@ -522,14 +570,42 @@ def _additems(m: Machine) -> None:
     if not m.stack or not isinstance(m.stack[-1], (set, Opaque)):
         raise m.error("ADDITEMS without a set")
     target = m.stack[-1]
+    if isinstance(target, set):
+        for item in items:
+            check_key(m, item)
     try:
         target.update(items) if isinstance(target, set) else target.items.extend(items)
     except TypeError:
         raise m.error("unhashable set item") from None
 
 
+_KEY_DEPTH = 100  # tuples in tuples (and frozensets) in one dict key or set item
+_KEY_NODES = 100_000  # tuples and items hashing one key touches
+
+
+def check_key(m: Machine, key: Any) -> None:
+    """Refuse a dict key or set item that is unsafe to hash, before hashing it.
+
+    CPython hashes a tuple by C recursion with no depth guard and no cache: a key nested 100k
+    deep (100 KB of TUPLE1 opcodes) overflows the C stack and kills the process, and a tuple
+    that holds one tuple twice, forty levels over, takes 2**40 steps to hash.
+    """
+    if not isinstance(key, (tuple, frozenset)):
+        return
+    level, depth, nodes = [key], 0, 0
+    while level:
+        depth += 1
+        nodes += sum(len(t) for t in level)
+        if depth > _KEY_DEPTH or nodes > _KEY_NODES:
+            raise m.error(f"a dict key or set item nests more than {_KEY_DEPTH} levels or "
+                          f"{_KEY_NODES} items deep", LimitExceeded,
+                          hint="the pickle is corrupt or hostile")
+        level = [x for t in level for x in t if isinstance(x, (tuple, frozenset))]
+
+
 def _hashable(m: Machine, items: list[Any], what: str) -> list[Any]:
     for item in items:
+        check_key(m, item)
         try:
             hash(item)
         except TypeError:

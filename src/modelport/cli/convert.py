@@ -1,0 +1,143 @@
+"""Convert between formats, shard, merge and cast, streaming bytes in bounded memory.
+
+DST's format follows its name or --to: .safetensors, .pt/.pth/.bin (a torch.save zip that
+torch.load(weights_only=True) reads), .npz; a folder (or a name without a suffix) gets the
+Hugging Face sharded layout, with config and tokenizer files of a folder SRC copied along.
+By default the weights are written and a note says what was left out; --full keeps the whole
+checkpoint (optimizer state, epoch, ...) so that it can be converted back and resumed.
+DST is written through a temporary sibling and renamed: an error or Ctrl-C leaves no partial DST.
+
+examples:
+  modelport convert model.pth model.safetensors
+  modelport convert last.ckpt state.safetensors --full          everything, losslessly
+  modelport convert ./bert-bin ./bert-st --max-shard-size 2GB    re-shard a repo as safetensors
+  modelport convert ./repo merged.safetensors --dtype BF16 --verify
+  modelport convert gpt2.safetensors ./gpt2 --to torch --dedupe  pytorch_model-*.bin shards
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import TextIO
+
+from ..convert import convert
+from ..convert.cast import TARGETS
+
+__all__ = ["add_arguments", "run", "Progress", "human_bytes"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="a model file or a Hugging Face model folder")
+    p.add_argument("dst", help="the file or folder to write (never SRC)")
+    p.add_argument("--to", choices=["safetensors", "torch", "npz"],
+                   help="output format, when DST's name does not say it")
+    p.add_argument("--max-shard-size", metavar="SIZE",
+                   help="largest shard of a folder DST, e.g. 5GB (the default), 500MB, 2GiB")
+    p.add_argument("--dtype", type=str.upper, choices=TARGETS,
+                   help="cast F64/F32/F16/BF16 tensors to this type (as torch's .to rounds); "
+                   "integer and bool tensors are left as they are")
+    p.add_argument("--full", action="store_true",
+                   help="keep every tensor and plain value of the checkpoint, not only weights")
+    p.add_argument("--verify", action="store_true",
+                   help="compare the result with SRC tensor by tensor before renaming it in")
+    p.add_argument("--select", metavar="PATH",
+                   help="dotted path of the subtree to convert, e.g. model_state_dict")
+    p.add_argument("--dedupe", action="store_true",
+                   help="store tied weights once and record the other names as aliases")
+    p.add_argument("--force", action="store_true", help="replace DST if it exists")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="write N shards in parallel")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress, notes or summary")
+    p.add_argument("--allow-unsafe", action="store_true",
+                   help="convert a source the scanner flags (it is never executed either way)")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return ""
+
+
+class Progress:
+    """``done / total  pct  rate  ETA`` redrawn in place on a terminal, at most 10 times a second."""
+
+    def __init__(self, stream: TextIO, interval: float = 0.1) -> None:
+        self.stream, self.interval = stream, interval
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.drawn = False
+        self.lock = threading.Lock()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval and done < total:
+            return
+        done = min(done, total)  # .npy headers are written too, but not planned
+        with self.lock:
+            self.last = now
+            elapsed = max(now - self.start, 1e-6)
+            rate = done / elapsed
+            eta = (total - done) / rate if rate > 0 and total > done else 0.0
+            pct = 100.0 * done / total if total else 100.0
+            self.stream.write(f"\r  {human_bytes(done)} / {human_bytes(total)}  {pct:5.1f}%  "
+                              f"{human_bytes(rate)}/s  ETA {int(eta) // 60}:{int(eta) % 60:02d} ")
+            self.stream.flush()
+            self.drawn = True
+
+    def finish(self) -> None:
+        if self.drawn:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (and SIGHUP) clean up like Ctrl-C: the temporary output is removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    saved = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+def run(args: argparse.Namespace) -> int:
+    err = sys.stderr
+    progress = Progress(err) if err.isatty() and not args.quiet else None
+    try:
+        with _terminate_as_interrupt():
+            result = convert(args.src, args.dst, to=args.to, max_shard_size=args.max_shard_size,
+                             dtype=args.dtype, full=args.full, verify=args.verify,
+                             select=args.select, dedupe=args.dedupe, force=args.force,
+                             jobs=args.jobs, allow_unsafe=args.allow_unsafe, progress=progress)
+    finally:
+        if progress is not None:
+            progress.finish()
+    if not args.quiet:
+        for note in result.notes:
+            print(f"modelport convert: note: {note}", file=err)
+        rate = result.bytes / result.seconds if result.seconds else 0
+        what = (f"{len(result.files)} files" if len(result.files) > 1 else result.files[0])
+        print(f"wrote {result.dst} ({result.format}, {what}, {result.tensors} tensors, "
+              f"{human_bytes(result.bytes)}) in {result.seconds:.2f} s "
+              f"({human_bytes(rate)}/s)", file=err)
+        if result.verified is not None:
+            print(f"verified: {result.verified.compared} tensors match {result.src}"
+                  + (f" cast to {args.dtype}" if args.dtype else ""),
+                  file=err)
+    return 0

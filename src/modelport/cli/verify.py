@@ -1,0 +1,50 @@
+"""Check that two files hold the same tensors: names, dtypes, shapes and bytes.
+
+Works across formats (a .pth against its .safetensors, a folder of shards against one merged
+file): every tensor is hashed while streaming, so nothing is loaded whole. --atol/--rtol compare
+values instead of bytes, for files cast by another tool. Exit 0 same, 1 differ, 2 error.
+
+examples:
+  modelport verify model.pth model.safetensors
+  modelport verify ./repo-fp32 ./repo-bf16 --atol 1e-2 --rtol 1e-2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..convert import verify
+from ..convert.cast import TARGETS
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("a", help="a model file or folder")
+    p.add_argument("b", help="another model file or folder")
+    p.add_argument("--atol", type=float, help="absolute tolerance: compare values, not bytes")
+    p.add_argument("--rtol", type=float, help="relative tolerance: compare values, not bytes")
+    p.add_argument("--cast", type=str.upper, choices=TARGETS, metavar="DTYPE",
+                   help="B was converted with --dtype DTYPE: compare it with A cast the same way")
+    p.add_argument("--full", action="store_true", help="every tensor of the tree, not only weights")
+    p.add_argument("--select", metavar="PATH", help="compare this subtree of A")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--jobs", "-j", type=int, default=2, metavar="N", help="hash N tensors at once")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = verify(args.a, args.b, args.atol, args.rtol, cast=args.cast, full=args.full,
+                    select=args.select, jobs=args.jobs)
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=1)
+        print()
+    elif result.same:
+        print(f"same: {result.compared} tensors")
+    else:
+        for d in result.differences:
+            print(f"  {d.kind:<7} {d.name}: {d.detail}")
+        print(f"differ: {len(result.differences)} of {result.compared} compared tensors "
+              f"(or names) differ")
+    return 0 if result.same else 1

@@ -1,0 +1,325 @@
+"""``convert(src, dst, **options)``: check, plan, stream every shard, verify, then commit.
+
+Output is atomic: everything is written under a temporary sibling of DST
+(``.NAME.modelport-PID-RAND.tmp``, a file or a folder), each file fsynced, then renamed into
+place and the parent folder fsynced. An error, Ctrl-C (KeyboardInterrupt) or a full disk
+removes the temporary sibling; only SIGKILL can leave one behind, and never a partial DST.
+SRC is never written: DST may not be SRC, one of the files SRC reads, or a folder holding them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InputError, OutputError, UnsafeInput
+from .plan import FORMATS, Plan, Shard, make_plan, resolve_target
+from .source import load, source_files
+from .stream import Cancelled, Sink, Sources
+from .writers import WRITERS
+
+__all__ = ["convert", "ConvertResult", "side_files", "Atomic"]
+
+# Files of a Hugging Face folder that are weights (rewritten, never copied along) or pickles
+# (code a loader would run: not carried into a converted, safe folder).
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5",
+                    ".msgpack", ".onnx", ".gguf", ".npz", ".npy", ".joblib", ".ot", ".keras")
+_DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+@dataclass
+class ConvertResult:
+    src: str
+    dst: str
+    format: str
+    files: list[str]  # written, relative to DST for a folder
+    tensors: int
+    bytes: int  # tensor bytes written
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    verified: Any = None  # a VerifyResult when verify=True
+
+
+def side_files(folder: str) -> tuple[list[str], list[str]]:
+    """(copied along, left out) among the top-level files of a Hugging Face folder."""
+    copy: list[str] = []
+    skip: list[str] = []
+    for name in sorted(os.listdir(folder)):
+        if name.startswith(".") or not os.path.isfile(os.path.join(folder, name)):
+            continue
+        if name.endswith(".index.json"):
+            continue
+        (skip if name.lower().endswith(_WEIGHT_SUFFIXES) else copy).append(name)
+    return copy, skip
+
+
+class Atomic:
+    """A temporary sibling of ``dst`` that becomes ``dst`` on ``commit``, or disappears."""
+
+    def __init__(self, dst: str, folder: bool, force: bool) -> None:
+        self.dst = os.path.abspath(dst)
+        self.parent = os.path.dirname(self.dst)
+        if not os.path.isdir(self.parent):
+            raise OutputError("the folder DST goes into does not exist", path=self.parent,
+                              hint="create it first")
+        self.folder, self.force = folder, force
+        self.tmp = os.path.join(self.parent, f".{os.path.basename(self.dst)}.modelport-"
+                                f"{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        self.done = False
+
+    def __enter__(self) -> Atomic:
+        try:
+            if self.folder:
+                os.mkdir(self.tmp)
+        except OSError as exc:
+            raise OutputError(f"cannot create a file next to DST: {exc.strerror}",
+                              path=self.dst) from exc
+        return self
+
+    def path(self, name: str = "") -> str:
+        return os.path.join(self.tmp, name) if self.folder else self.tmp
+
+    def commit(self) -> None:
+        if self.folder:
+            _fsync_dir(self.tmp)
+        if os.path.lexists(self.dst):
+            if not self.force:
+                raise OutputError("DST appeared while converting", path=self.dst,
+                                  hint="use --force to replace it")
+            if os.path.isdir(self.dst) or self.folder:
+                trash = self.tmp + ".old"
+                os.rename(self.dst, trash)
+                os.rename(self.tmp, self.dst)
+                _remove(trash)
+            else:
+                os.replace(self.tmp, self.dst)
+        elif self.folder:
+            os.rename(self.tmp, self.dst)
+        else:
+            os.link(self.tmp, self.dst)  # fails if DST appeared meanwhile: never clobbers
+            os.unlink(self.tmp)
+        self.done = True
+        _fsync_dir(self.parent)
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.done:
+            _remove(self.tmp)
+
+
+def _remove(path: str) -> None:
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory; the data itself was fsynced
+    finally:
+        os.close(fd)
+
+
+def _check_paths(src: str, dst: str, force: bool) -> None:
+    if not os.path.exists(src):
+        raise InputError("no such file or folder", path=src)
+    if not os.access(src, os.R_OK):
+        raise InputError("cannot read: permission denied", path=src)
+    if os.path.exists(dst) and os.path.realpath(dst) == os.path.realpath(src):
+        raise OutputError("DST is SRC: a conversion never overwrites its input", path=dst,
+                          hint="name another DST")
+    if os.path.lexists(dst) and not force:
+        raise OutputError("DST exists", path=dst, hint="use --force to replace it")
+
+
+def _check_sources(files: set[str], dst: str) -> None:
+    real = os.path.realpath(dst)
+    for f in files:
+        if f == real or f.startswith(real.rstrip(os.sep) + os.sep):
+            raise OutputError(f"DST {'is' if f == real else 'holds'} a file SRC is read from "
+                              f"({f})", path=dst, hint="name another DST")
+
+
+def _scan(files: set[str], allow_unsafe: bool) -> None:
+    """Refuse a source the scanner calls unsafe (it is never run; its output would look safe)."""
+    try:
+        from ..scan import scan_file  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    for f in sorted(files):
+        result = scan_file(f)
+        if getattr(result, "verdict", None) == "unsafe" and not allow_unsafe:
+            raise UnsafeInput("the scanner found code a loader would run in this file",
+                              path=f, hint="modelport never runs it; see `modelport scan`, and "
+                              "use --allow-unsafe to convert its tensors anyway")
+
+
+class _Counter:
+    def __init__(self, total: int, cb: Callable[[int, int], None] | None) -> None:
+        self.total, self.done, self.cb = total, 0, cb
+        self.lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        if self.cb is None:
+            return
+        with self.lock:
+            self.done += n
+            done = self.done
+        self.cb(done, self.total)
+
+
+def _write_shard(plan: Plan, shard: Shard, out: Atomic, final: str, sources: Sources,
+                 counter: _Counter, cancel: threading.Event) -> None:
+    path = out.path(shard.file)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        sink = Sink(fd, final, sources=sources, progress=counter.add, cancel=cancel)
+        writer = WRITERS[plan.target.format]
+        if plan.target.format == "torch":
+            stem = os.path.splitext(os.path.basename(final))[0] or "archive"
+            writer(shard, sink, sources, plan.cast, archive=stem)  # type: ignore[call-arg]
+        else:
+            writer(shard, sink, sources, plan.cast)
+        sink.close(fsync=True)
+    finally:
+        os.close(fd)
+
+
+def _write_all(plan: Plan, out: Atomic, dst: str, jobs: int, sources: Sources,
+               counter: _Counter) -> None:
+    cancel = threading.Event()
+    tasks = [(s, os.path.join(dst, s.file) if s.file else dst) for s in plan.shards]
+    if jobs <= 1 or len(tasks) == 1:
+        for shard, final in tasks:
+            _write_shard(plan, shard, out, final, sources, counter, cancel)
+        return
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="modelport-convert")
+    try:
+        futures = [pool.submit(_write_shard, plan, s, out, f, sources, counter, cancel)
+                   for s, f in tasks]
+        for fut in futures:
+            fut.result()
+    except BaseException:
+        cancel.set()  # the other workers stop at their next chunk
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _write_json(path: str, data: Any) -> None:
+    with open(path, "x", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _copy_side(src_dir: str, names: list[str], out: Atomic, plan: Plan) -> list[str]:
+    notes = []
+    for name in names:
+        src, dst = os.path.join(src_dir, name), out.path(name)
+        if name == "config.json" and plan.cast is not None:
+            try:
+                with open(src, encoding="utf-8") as f:
+                    cfg = json.load(f)
+            except (OSError, ValueError):
+                cfg = None
+            keys = [k for k in ("torch_dtype", "dtype") if isinstance(cfg, dict) and k in cfg]
+            if keys:
+                for k in keys:
+                    cfg[k] = _DTYPE_NAMES[plan.cast.name]  # type: ignore[index]
+                _write_json(dst, cfg)
+                notes.append(f"config.json: {'/'.join(keys)} set to {_DTYPE_NAMES[plan.cast.name]}")
+                continue
+        shutil.copyfile(src, dst)
+        fd = os.open(dst, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return notes
+
+
+def convert(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    to: str | None = None,
+    max_shard_size: int | str | None = None,
+    dtype: str | None = None,
+    full: bool = False,
+    verify: bool = False,
+    select: str | None = None,
+    dedupe: bool = False,
+    force: bool = False,
+    jobs: int = 1,
+    allow_unsafe: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ConvertResult:
+    """Convert SRC (any file or folder modelport reads) into DST; see ``modelport convert -h``.
+
+    ``progress(done_bytes, total_bytes)`` is called as tensor bytes are written.
+    """
+    t0 = time.perf_counter()
+    src, dst = os.fspath(src), os.fspath(dst)
+    target = resolve_target(dst, to)
+    _check_paths(src, dst, force)
+    ck = load(src, select)
+    files = source_files(ck)
+    _check_sources(files, dst)
+    _scan(files, allow_unsafe)
+    plan = make_plan(ck, target, dtype=dtype, full=full, select=select, dedupe=dedupe,
+                     max_shard_size=max_shard_size)
+    notes = list(plan.notes)
+    copy: list[str] = []
+    if ck.format == "hf-repo":
+        copy, skipped = side_files(src)
+        if not target.folder and copy:
+            notes.append(f"not copied (DST is a file): {', '.join(copy)}")
+            copy = []
+        elif skipped:
+            notes.append(f"not copied along (weights or pickles): {', '.join(skipped)}")
+    counter = _Counter(plan.total, progress)
+    verified = None
+    with Atomic(dst, target.folder, force) as out, Sources() as sources:
+        try:
+            _write_all(plan, out, dst, max(1, jobs), sources, counter)
+        except Cancelled:  # only raised after another worker failed; that error is raised
+            raise OutputError("conversion cancelled", path=dst) from None
+        written = [s.file for s in plan.shards] if target.folder else [os.path.basename(dst)]
+        if plan.index is not None:
+            index_name = FORMATS[target.format][1][2]  # type: ignore[index]
+            _write_json(out.path(index_name), plan.index)
+            written.append(index_name)
+        if copy:
+            notes += _copy_side(src, copy, out, plan)
+            written += copy
+        if verify:
+            from .verify import verify as run_verify
+
+            verified = run_verify(src, out.path() if not target.folder else out.tmp,
+                                  cast=plan.cast.name if plan.cast else None, full=full,
+                                  select=select, jobs=max(1, jobs))
+            if not verified.same:
+                first = verified.differences[0]
+                raise OutputError(f"verification failed: {first.name}: {first.detail} "
+                                  f"({len(verified.differences)} difference(s))", path=dst,
+                                  hint="nothing was written; please report this as a bug")
+        out.commit()
+    return ConvertResult(src, dst, target.format, written,
+                         sum(len(s.items) for s in plan.shards), plan.total,
+                         time.perf_counter() - t0, notes, verified)

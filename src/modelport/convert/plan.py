@@ -1,0 +1,392 @@
+"""Planning a conversion: what is written, as which type, into which file; no bytes are read.
+
+    Checkpoint ──select──> tensors (weights, or with --full every tensor under its tree path)
+               ──check───> every dtype is one the output format holds
+               ──cast────> output dtype per tensor (F64/F32/F16/BF16 only)
+               ──dedupe──> one copy per view, the other names recorded as aliases
+               ──shard───> files of at most --max-shard-size (huggingface_hub's algorithm)
+               ──name────> model-00001-of-0000N.safetensors + index, or one file
+
+Everything here works on entries and sizes, so it is tested without torch. The sharding
+algorithm is ``huggingface_hub.split_state_dict_into_shards_factory``'s, over units of
+(names, bytes): tensors that share a torch storage form one unit, a unit larger than the limit
+gets a shard of its own (placed before the shard being filled), the others fill shards in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..classify import select as select_subtree
+from ..dtypes import DType, by_name
+from ..errors import UsageError
+from ..model import Checkpoint, Storage, TensorEntry
+from . import tree as treemod
+from .cast import TARGETS, out_dtype
+
+__all__ = ["FORMATS", "Target", "Item", "Shard", "Plan", "parse_size", "resolve_target",
+           "storage_id", "view_id", "split_units", "make_plan", "DEFAULT_SHARD_SIZE"]
+
+DEFAULT_SHARD_SIZE = 5_000_000_000  # "5GB", as huggingface_hub and transformers
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+# format -> (file suffixes that imply it, folder layout: shard stem, shard suffix, index file)
+FORMATS = {
+    "safetensors": ((".safetensors",), ("model", ".safetensors", "model.safetensors.index.json")),
+    "torch": ((".pt", ".pth", ".bin", ".ckpt"),
+              ("pytorch_model", ".bin", "pytorch_model.bin.index.json")),
+    "npz": ((".npz",), None),
+}
+_TO = {"safetensors": "safetensors", "torch": "torch", "pt": "torch", "pytorch": "torch",
+       "npz": "npz", "numpy": "npz"}
+
+
+def parse_size(text: str | int) -> int:
+    """``5GB`` -> 5 * 10**9, ``500MiB`` -> 500 * 2**20, ``1000`` -> 1000 (huggingface_hub's units)."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]I?B|B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise UsageError(f"bad size {text!r}", hint="write it like 5GB, 500MB or 2GiB")
+    size = int(float(m.group(1)) * _UNITS[(m.group(2) or "").upper()])
+    if size <= 0:
+        raise UsageError(f"size {text!r} must be positive")
+    return size
+
+
+@dataclass(frozen=True)
+class Target:
+    format: str  # safetensors | torch | npz
+    folder: bool  # a Hugging Face folder layout
+
+
+def resolve_target(dst: str, to: str | None = None) -> Target:
+    """DST's format: ``--to`` if given, else its suffix; a folder if it is one or has no suffix."""
+    fmt = None
+    if to is not None:
+        fmt = _TO.get(to.lower())
+        if fmt is None:
+            raise UsageError(f"--to {to}: unknown output format",
+                             hint="use one of safetensors, torch, npz")
+    name = os.path.basename(dst.rstrip("/" + os.sep))
+    suffix = os.path.splitext(name)[1].lower()
+    folder = os.path.isdir(dst) or dst.endswith(("/", os.sep)) or not suffix
+    if fmt is None:
+        if folder:
+            fmt = "safetensors"
+        else:
+            fmt = next((f for f, (sfx, _) in FORMATS.items() if suffix in sfx), None)
+            if fmt is None:
+                raise UsageError(f"cannot tell the output format from the name {name!r}",
+                                 hint="use a .safetensors, .pt/.pth/.bin or .npz name, or --to")
+    if folder and FORMATS[fmt][1] is None:
+        raise UsageError(f"{fmt} has no folder layout; name a .npz file", path=dst)
+    return Target(fmt, folder)
+
+
+def storage_id(st: Storage) -> tuple:
+    """Which bytes a storage is: a run of a file, or one in-memory buffer. The length is part
+    of it: an empty tensor's storage starts where the next tensor's does (safetensors)."""
+    if st.data is not None:
+        return ("mem", id(st.data), st.nbytes)
+    return ("file", st.path, st.offset, st.nbytes)
+
+
+def view_id(e: TensorEntry) -> tuple:
+    """Two entries with the same view id are the same tensor (tied weights)."""
+    return (storage_id(e.storage), e.storage_offset, e.shape, e.strides or e.contiguous_strides,
+            e.dtype.name)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One tensor to write: ``entry`` read, written as ``dtype`` under ``name``."""
+
+    name: str
+    entry: TensorEntry
+    dtype: DType
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.entry.shape
+
+    @property
+    def nbytes(self) -> int:
+        return self.entry.numel * self.dtype.bits // 8
+
+
+@dataclass
+class Shard:
+    file: str  # name inside the DST folder, or "" for DST itself
+    items: list[Item]
+    nbytes: int = 0  # tensor bytes written (torch: storage bytes)
+    tree: Any = None  # torch: the object pickled (an OrderedDict of the items, or the full tree)
+    metadata: dict[str, str] = field(default_factory=dict)  # safetensors __metadata__
+
+
+@dataclass
+class Plan:
+    target: Target
+    shards: list[Shard]
+    cast: DType | None
+    index: dict[str, Any] | None = None  # the folder's index JSON
+    aliases: dict[str, str] = field(default_factory=dict)  # name not stored -> name stored
+    notes: list[str] = field(default_factory=list)
+    full: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(s.nbytes for s in self.shards)
+
+
+# -- what gets written ---------------------------------------------------------------------------
+
+
+def _value(v: Any) -> str | None:
+    if isinstance(v, bool) or v is None or isinstance(v, (int, float)):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    if isinstance(v, str) and len(v) <= 24:
+        return v
+    return None
+
+
+_KIND_NOTES = {
+    "full-model": "the pickled model object ({cls}) is not kept, only its weights",
+    "torchscript": "the TorchScript code is not kept, only parameters and buffers",
+    "onnx-graph": "the ONNX graph is not kept, only its initializers",
+}
+
+
+def left_out(ck: Checkpoint) -> str | None:
+    """The one-line note of what a weights-only conversion leaves behind."""
+    parts: list[str] = []
+    groups: dict[str, int] = OrderedDict()
+    for name in ck.other_tensors:
+        top = name.split(".")[0]
+        groups[top] = groups.get(top, 0) + 1
+    parts += [f"{k}: {n} tensor{'s' * (n != 1)}" for k, n in groups.items()]
+    # A folder's config.json is not part of the tree (and is copied along with the weights).
+    meta = ck.metadata if isinstance(ck.metadata, dict) and ck.format != "hf-repo" else {}
+    if ck.kind in ("weights", "training-checkpoint"):
+        for k, v in meta.items():
+            if k in groups or k == "__class__":
+                continue
+            text = _value(v)
+            parts.append(f"{k}={text}" if text is not None else k)
+    if len(parts) > 8:
+        parts = parts[:8] + [f"{len(parts) - 8} more"]
+    kind = _KIND_NOTES.get(ck.kind)
+    if kind:
+        cls = getattr(select_subtree(ck.tree, ck.weights_path or ""), "cls", "?")
+        return kind.format(cls=cls)
+    if not parts:
+        return None
+    return f"left out {', '.join(parts)}; use --full to keep them"
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for n in names:
+        cand, i = n, 1
+        while cand in seen:
+            cand, i = f"{n}#{i}", i + 1
+        seen.add(cand)
+        out.append(cand)
+    return out
+
+
+def _full_tensors(tree: Any) -> tuple[list[tuple[str, TensorEntry]], dict[tuple, str]]:
+    """(name, entry) per tensor position, named by its dotted tree path; and path -> name."""
+    positions = list(treemod.tensor_paths(tree))
+    names = _unique([treemod.dotted(p) for p, _ in positions])
+    return [(n, e) for n, (_, e) in zip(names, positions)], {
+        p: n for n, (p, _) in zip(names, positions)}
+
+
+# -- checks --------------------------------------------------------------------------------------
+
+
+def _npz_ok(d: DType) -> bool:
+    return d.numpy is not None and d.numpy[0] in "<|" and d.kind != "q"
+
+
+_HOLDS = {"safetensors": lambda d: d.safetensors, "torch": lambda d: d.torch is not None and
+          d.kind != "q", "npz": _npz_ok}
+_HINTS = {"safetensors": "--to torch keeps it", "torch": "it cannot be written yet",
+          "npz": "use --dtype F32, or --to safetensors"}
+
+
+def _check(items: list[Item], fmt: str) -> None:
+    for it in items:
+        if it.entry.quant is not None:
+            raise UsageError(f"quantized tensor ({it.entry.dtype.name}): modelport does not "
+                             "convert quantized tensors yet", tensor=it.name)
+        if not _HOLDS[fmt](it.dtype):
+            raise UsageError(f"{it.dtype.name} is a type {fmt} cannot hold", tensor=it.name,
+                             hint=_HINTS[fmt])
+    if fmt == "safetensors" and any(it.name == "__metadata__" for it in items):
+        raise UsageError("a tensor named '__metadata__' cannot be written to safetensors")
+
+
+# -- sharding ------------------------------------------------------------------------------------
+
+
+def split_units(units: list[tuple[list[str], int]], max_size: int) -> list[list[str]]:
+    """huggingface_hub's split over (names, bytes) units; see the module docstring."""
+    shards: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for names, nbytes in units:
+        if nbytes > max_size:
+            shards.append(list(names))
+            continue
+        if current and size + nbytes > max_size:
+            shards.append(current)
+            current, size = [], 0
+        current += names
+        size += nbytes
+    if current:
+        shards.append(current)
+    return shards or [[]]
+
+
+def torch_storages(items: list[Item]) -> dict[tuple, tuple[Storage, DType, DType]]:
+    """storage id -> (storage, its dtype, output dtype), for storages all views agree on.
+
+    A storage viewed with two dtypes (torch.save refuses to write one) gets no entry: each of
+    its views is then written as a storage of its own.
+    """
+    seen: dict[tuple, tuple[Storage, DType, DType]] = {}
+    mixed: set[tuple] = set()
+    for it in items:
+        sid = storage_id(it.entry.storage)
+        prev = seen.get(sid)
+        if prev is not None and (prev[1].name, prev[2].name) != (it.entry.dtype.name,
+                                                                 it.dtype.name):
+            mixed.add(sid)
+        seen.setdefault(sid, (it.entry.storage, it.entry.dtype, it.dtype))
+    return {k: v for k, v in seen.items() if k not in mixed and
+            v[0].nbytes % v[1].itemsize == 0}
+
+
+def _storage_bytes(st: Storage, src: DType, dst: DType) -> int:
+    return st.nbytes // src.itemsize * dst.itemsize
+
+
+def _units(items: list[Item], fmt: str) -> list[tuple[list[str], int]]:
+    """Sharding units: one per tensor, or per torch storage (views of it travel together)."""
+    if fmt != "torch":
+        return [([it.name], it.nbytes) for it in items]
+    storages = torch_storages(items)
+    order: dict[Any, list[str]] = OrderedDict()
+    size: dict[Any, int] = {}
+    for it in items:
+        sid = storage_id(it.entry.storage)
+        key = sid if sid in storages else ("own", it.name)
+        order.setdefault(key, []).append(it.name)
+        if key not in size:
+            size[key] = (_storage_bytes(*storages[sid]) if sid in storages else it.nbytes)
+    return [(names, size[key]) for key, names in order.items()]
+
+
+def shard_bytes(items: list[Item], fmt: str) -> int:
+    return sum(n for _, n in _units(items, fmt))
+
+
+# -- the plan ------------------------------------------------------------------------------------
+
+
+def make_plan(ck: Checkpoint, target: Target, *, dtype: str | DType | None = None,
+              full: bool = False, select: str | None = None, dedupe: bool = False,
+              max_shard_size: int | str | None = None) -> Plan:
+    fmt = target.format
+    cast = by_name(dtype.upper()) if isinstance(dtype, str) else dtype
+    if dtype is not None and (cast is None or cast.name not in TARGETS):
+        raise UsageError(f"--dtype {dtype}: cast to one of {', '.join(TARGETS)}")
+    if max_shard_size is not None and not target.folder:
+        raise UsageError("--max-shard-size needs a folder DST (the sharded Hugging Face layout)",
+                         hint="name a folder, e.g. ./out")
+    limit = parse_size(max_shard_size) if max_shard_size is not None else DEFAULT_SHARD_SIZE
+    notes: list[str] = []
+    tree = None
+    if full:
+        if fmt == "npz":
+            raise UsageError("--full needs a format that holds plain values too",
+                             hint="use a .safetensors or .pt DST")
+        if fmt == "torch" and target.folder:
+            raise UsageError("--full writes one torch file, not a sharded folder",
+                             hint="name a .pt file")
+        tree = treemod.prepare(select_subtree(ck.tree, select) if select else ck.tree)
+        named, at = _full_tensors(tree)
+    else:
+        named = list(ck.weights.items())
+        note = left_out(ck)
+        if note:
+            notes.append(note)
+    items = [Item(n, e, out_dtype(e.dtype, cast)) for n, e in named]
+    _check(items, fmt)
+    if cast is not None:
+        kept = [it for it in items if it.dtype.name == it.entry.dtype.name != cast.name]
+        moved = len(items) - len(kept) - sum(it.entry.dtype.name == cast.name for it in items)
+        if kept:
+            kinds = sorted({it.dtype.name for it in kept})
+            notes.append(f"cast {moved} tensors to {cast.name}; {len(kept)} left as they are "
+                         f"({', '.join(kinds)}: only F64/F32/F16/BF16 are cast)")
+
+    aliases: dict[str, str] = {}
+    if dedupe:
+        if fmt == "npz":
+            raise UsageError("--dedupe records aliases in metadata, which npz has no place for")
+        if fmt == "safetensors":  # torch files share storages natively: nothing to do there
+            first: dict[tuple, str] = {}
+            kept_items = []
+            for it in items:
+                vid = view_id(it.entry)
+                if vid in first:
+                    aliases[it.name] = first[vid]
+                else:
+                    first[vid] = it.name
+                    kept_items.append(it)
+            items = kept_items
+            if aliases:
+                shown = ", ".join(f"{a} -> {k}" for a, k in list(aliases.items())[:3])
+                notes.append(f"--dedupe: {len(aliases)} tied tensor name(s) stored once "
+                             f"({shown}{', ...' if len(aliases) > 3 else ''})")
+
+    by_name_ = {it.name: it for it in items}
+    groups = split_units(_units(items, fmt), limit) if target.folder else [[it.name for it in items]]
+    shards = [Shard("", [by_name_[n] for n in names]) for names in groups]
+    index = None
+    if target.folder:
+        stem, suffix, index_name = FORMATS[fmt][1]  # type: ignore[misc]
+        n = len(shards)
+        for i, s in enumerate(shards):
+            s.file = f"{stem}{suffix}" if n == 1 else f"{stem}-{i + 1:05d}-of-{n:05d}{suffix}"
+    for s in shards:
+        s.nbytes = shard_bytes(s.items, fmt)
+        if fmt == "torch":
+            s.tree = tree if full else OrderedDict((it.name, it.entry) for it in s.items)
+        if fmt == "safetensors":
+            s.metadata = {"format": "pt"}
+            names = {it.name for it in s.items}
+            s.metadata.update({a: k for a, k in aliases.items() if k in names})
+    if fmt == "safetensors" and full:
+        # Each position names its own tensor, or the copy --dedupe kept of it.
+        data = treemod.encode(tree, lambda path, e: aliases.get(at[path], at[path]))
+        shards[0].metadata[treemod.TREE_KEY] = json.dumps(data, separators=(",", ":"),
+                                                          ensure_ascii=False)
+    if target.folder and len(shards) > 1:
+        index = {
+            "metadata": {"total_parameters": sum(it.entry.numel for it in items),
+                         "total_size": sum(s.nbytes for s in shards)},
+            "weight_map": {it.name: s.file for s in shards for it in s.items},
+        }
+    return Plan(target, shards, cast, index, aliases, notes, full)
+

@@ -1,0 +1,186 @@
+"""The checkpoint tree as data a writer can hold: validated, tensors named, plain values as JSON.
+
+``--full`` keeps a whole checkpoint (``{"epoch": 3, "model_state_dict": {...},
+"optimizer_state_dict": {"state": {0: {...}}, "param_groups": [...]}}``). A torch file pickles
+the tree as it is. safetensors has only tensors and a str -> str ``__metadata__``, so the tree
+goes there as JSON under ``modelport.tree``, every tensor replaced by a reference to its name,
+and every value JSON cannot tell apart tagged (a one-key object with a reserved key)::
+
+    {"__tensor__": "optimizer_state_dict.state.0.exp_avg"}     a tensor of the file
+    {"__tuple__": [0.9, 0.999]}   {"__set__": [...]}   {"__frozenset__": [...]}
+    {"__dict__": [[0, {...}], [1, {...}]]}    a dict whose keys are not all strings
+    {"__float__": "nan"}   {"__bytes__": "<base64>"}   {"__complex__": [re, im]}
+    {"__global__": "torch.float32"}           a torch dtype, the only global kept
+
+so ``decode(encode(tree))`` gives a tree equal to the original, int keys and tuples included.
+Objects modelport only knows as placeholders (a pickled class instance) cannot be written back:
+``check`` refuses them, saying where they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..dtypes import by_torch
+from ..errors import UsageError
+from ..model import Opaque, TensorEntry
+from ..pickle.machine import Ref
+from .pickler import Global
+
+__all__ = ["TREE_KEY", "prepare", "tensor_paths", "encode", "decode", "dotted"]
+
+TREE_KEY = "modelport.tree"  # the __metadata__ key holding the tree
+_TAGS = ("__tensor__", "__tuple__", "__set__", "__frozenset__", "__dict__", "__float__",
+         "__bytes__", "__complex__", "__global__")
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def dotted(path: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _torch_global(obj: Any) -> Global | None:
+    """A ``torch.<dtype>`` reference (as the symbolic unpickler leaves it), else None."""
+    module, name = getattr(obj, "module", None), getattr(obj, "name", None)
+    if module == "torch" and isinstance(name, str) and by_torch(name) is not None:
+        return Global("torch", name)
+    return None
+
+
+def prepare(tree: Any) -> Any:
+    """A copy of the tree's containers with only writable leaves; UsageError says what is not.
+
+    Tensors stay the same objects, so tensors that appear twice stay one tensor.
+    """
+    bad: list[str] = []
+    active: set[int] = set()
+
+    def walk(obj: Any, path: tuple[Any, ...]) -> Any:
+        if isinstance(obj, (TensorEntry, Global)) or type(obj) in _PLAIN:
+            return obj
+        if type(obj) in (bytes, bytearray, complex):
+            return obj
+        g = _torch_global(obj)
+        if g is not None:
+            return g
+        if isinstance(obj, (dict, list, tuple, set, frozenset)):
+            if id(obj) in active:
+                bad.append(f"{dotted(path) or '(root)'} (refers to itself)")
+                return None
+            active.add(id(obj))
+            try:
+                if isinstance(obj, dict):
+                    return {k: walk(v, path + (k,)) for k, v in obj.items()}
+                items = [walk(v, path + (i,)) for i, v in enumerate(obj)]
+                if isinstance(obj, list):
+                    return items
+                return tuple(items) if isinstance(obj, tuple) else type(obj)(items)
+            finally:
+                active.discard(id(obj))
+        what = f"<{obj.cls}>" if isinstance(obj, Opaque) else repr(obj)
+        bad.append(f"{dotted(path) or '(root)'} = {what}")
+        return None
+
+    out = walk(tree, ())
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise UsageError(
+            f"--full cannot keep objects modelport only knows as placeholders: "
+            f"{'; '.join(bad[:3])}{more}",
+            hint="they are instances of classes that loading would have to import; drop --full "
+                 "to convert the weights, or --select the part of the tree you need")
+    return out
+
+
+def tensor_paths(tree: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], TensorEntry]]:
+    """Every tensor position in a prepared tree, in order (dict order, then list order)."""
+    if isinstance(tree, TensorEntry):
+        yield path, tree
+    elif isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from tensor_paths(v, path + (k,))
+    elif isinstance(tree, (list, tuple, set, frozenset)) and not isinstance(tree, Global):
+        for i, v in enumerate(tree):
+            yield from tensor_paths(v, path + (i,))
+
+
+def _float(x: float) -> Any:
+    return x if math.isfinite(x) else {"__float__": repr(x)}
+
+
+def encode(tree: Any, name_of: Callable[[tuple[Any, ...], TensorEntry], str]) -> Any:
+    """The prepared tree as JSON-able data; ``name_of(path, entry)`` names each tensor."""
+
+    def enc(obj: Any, path: tuple[Any, ...]) -> Any:
+        if isinstance(obj, TensorEntry):
+            return {"__tensor__": name_of(path, obj)}
+        if isinstance(obj, Global):
+            return {"__global__": f"{obj.module}.{obj.name}"}
+        if isinstance(obj, float):
+            return _float(obj)
+        if obj is None or isinstance(obj, (bool, int, str)):
+            return obj
+        if isinstance(obj, (bytes, bytearray)):
+            return {"__bytes__": base64.b64encode(bytes(obj)).decode()}
+        if isinstance(obj, complex):
+            return {"__complex__": [_float(obj.real), _float(obj.imag)]}
+        if isinstance(obj, dict):
+            if all(isinstance(k, str) for k in obj) and not any(k in _TAGS for k in obj):
+                return {k: enc(v, path + (k,)) for k, v in obj.items()}
+            return {"__dict__": [[enc(k, path), enc(v, path + (k,))] for k, v in obj.items()]}
+        if isinstance(obj, list):
+            return [enc(v, path + (i,)) for i, v in enumerate(obj)]
+        tags: dict[type, str] = {tuple: "__tuple__", set: "__set__", frozenset: "__frozenset__"}
+        tag = tags[type(obj)]
+        return {tag: [enc(v, path + (i,)) for i, v in enumerate(obj)]}
+
+    return enc(tree, ())
+
+
+def _unfloat(x: Any) -> float:
+    return float(x["__float__"]) if isinstance(x, dict) else float(x)
+
+
+def _key(obj: Any) -> Any:
+    """Dict keys must be hashable: lists inside keys were tuples or frozensets."""
+    return tuple(map(_key, obj)) if isinstance(obj, list) else obj
+
+
+def decode(data: Any, tensors: dict[str, TensorEntry], where: str = "") -> Any:
+    """The tree ``encode`` wrote, with each tensor reference resolved in ``tensors``."""
+
+    def dec(obj: Any) -> Any:
+        if isinstance(obj, list):
+            return [dec(v) for v in obj]
+        if not isinstance(obj, dict):
+            return obj
+        if len(obj) == 1:
+            (tag, val), = obj.items()
+            if tag == "__tensor__":
+                if val not in tensors:
+                    raise UsageError(f"{TREE_KEY} names tensor {val!r}, which the file does "
+                                     "not hold", path=where, hint="the file was edited; "
+                                     "convert it without the tree (it is ignored then)")
+                return tensors[val]
+            if tag == "__tuple__":
+                return tuple(dec(v) for v in val)
+            if tag in ("__set__", "__frozenset__"):
+                items = [_key(dec(v)) for v in val]
+                return set(items) if tag == "__set__" else frozenset(items)
+            if tag == "__dict__":
+                return {_key(dec(k)): dec(v) for k, v in val}
+            if tag == "__float__":
+                return float(val)
+            if tag == "__bytes__":
+                return base64.b64decode(val)
+            if tag == "__complex__":
+                return complex(_unfloat(val[0]), _unfloat(val[1]))
+            if tag == "__global__":  # as the symbolic unpickler leaves a global: a Ref
+                module, _, name = str(val).rpartition(".")
+                return Ref(module, name)
+        return {k: dec(v) for k, v in obj.items()}
+
+    return dec(data)

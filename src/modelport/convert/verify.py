@@ -1,0 +1,155 @@
+"""``verify(a, b)``: do two files, in any formats, hold the same tensors?
+
+Same names, dtypes and shapes, and the same bytes: each tensor is hashed (SHA-256 over its bytes
+in C order, streamed in bounded chunks, so layouts and formats do not matter), one thread per
+tensor pair. ``cast="BF16"`` compares B with A cast as ``convert --dtype BF16`` casts it, bit for
+bit. ``atol``/``rtol`` compare values instead (``|a - b| <= atol + rtol * |b|``, NaN equal to
+NaN), for files cast by another tool. Tensors are the weights of each file (``full=True``: every
+tensor of the tree, by its path); aliases and trees that modelport outputs record are restored
+first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..classify import flatten_tensors
+from ..classify import select as select_subtree
+from ..dtypes import DType, by_name
+from ..errors import UsageError
+from ..model import Checkpoint, TensorEntry
+from .cast import out_dtype
+from .source import load
+from .stream import Sources, chunks, flat_chunks
+
+__all__ = ["verify", "VerifyResult", "Difference", "tensors_of", "digest", "max_abs_diff",
+           "describe"]
+
+_BLOCK = 1 << 20  # elements per block when comparing values
+
+
+@dataclass
+class Difference:
+    name: str
+    kind: str  # only-a | only-b | dtype | shape | bytes | values
+    detail: str
+    max_abs: float | None = None
+
+
+@dataclass
+class VerifyResult:
+    a: str
+    b: str
+    same: bool
+    compared: int
+    differences: list[Difference] = field(default_factory=list)
+    atol: float | None = None
+    rtol: float | None = None
+    cast: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def describe(t: TensorEntry) -> str:
+    return f"{t.dtype.name}[{', '.join(map(str, t.shape))}]"
+
+
+def tensors_of(ck: Checkpoint, full: bool = False, select: str | None = None) -> dict[str, TensorEntry]:
+    """The tensors compared: the weights, or (``full``) every tensor of the tree by path."""
+    if not full:
+        return dict(ck.weights)
+    out: dict[str, TensorEntry] = {}
+    root = select_subtree(ck.tree, select) if select else ck.tree
+    for name, t in flatten_tensors(root):
+        out.setdefault(name, t)
+    return out
+
+
+def digest(entry: TensorEntry, sources: Sources, dtype: DType | None = None) -> str:
+    h = hashlib.sha256()
+    for chunk in chunks(entry, sources, dtype):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def _values(entry: TensorEntry, sources: Sources) -> Iterator[np.ndarray]:
+    for block in flat_chunks(entry, sources, _BLOCK):
+        kind = block.dtype.kind
+        yield block.astype(np.complex128 if kind == "c" else np.float64)
+
+
+def max_abs_diff(a: TensorEntry, b: TensorEntry, sources: Sources,
+                 atol: float = 0.0, rtol: float = 0.0) -> tuple[float, bool]:
+    """(max |a - b| over elements, whether all are within atol + rtol * |b|); NaN == NaN."""
+    worst, close = 0.0, True
+    for xa, xb in zip(_values(a, sources), _values(b, sources)):
+        same = (xa == xb) | (np.isnan(xa) & np.isnan(xb))  # equal infinities too
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = np.where(same, 0.0, np.abs(xa - xb))
+            ok = same | (d <= atol + rtol * np.abs(xb))  # NaN against a number: never close
+        if d.size:
+            m = float("nan") if np.isnan(d).any() else float(d.max())
+            worst = m if m != m else worst if worst != worst else max(worst, m)
+        close = close and bool(ok.all())
+    return worst, close
+
+
+def _compare(name: str, ea: TensorEntry, eb: TensorEntry, cast: DType | None,
+             atol: float | None, rtol: float | None, sources: Sources) -> Difference | None:
+    if ea.shape != eb.shape:
+        return Difference(name, "shape", f"{describe(ea)} vs {describe(eb)}")
+    want = out_dtype(ea.dtype, cast)
+    if atol is not None or rtol is not None:
+        off, close = max_abs_diff(ea, eb, sources, atol or 0.0, rtol or 0.0)
+        if not close:
+            return Difference(name, "values", f"max |a - b| = {off:.6g} is over the tolerance",
+                              off)
+        return None
+    if want.name != eb.dtype.name:
+        return Difference(name, "dtype", f"{describe(ea)} vs {describe(eb)}"
+                          + (f" (expected {want.name})" if want.name != ea.dtype.name else ""))
+    if digest(ea, sources, want) != digest(eb, sources):
+        worst: float | None = (max_abs_diff(ea, eb, sources)[0] if want.name == ea.dtype.name
+                               else None)
+        detail = "bytes differ" + (f", max |a - b| = {worst:.6g}" if worst is not None else "")
+        return Difference(name, "bytes", detail, worst)
+    return None
+
+
+def verify(
+    a: str | os.PathLike[str],
+    b: str | os.PathLike[str],
+    atol: float | None = None,
+    rtol: float | None = None,
+    *,
+    cast: str | None = None,
+    full: bool = False,
+    select: str | None = None,
+    jobs: int = 2,
+) -> VerifyResult:
+    """Compare the tensors of A and B; ``select`` picks A's subtree (B is a conversion of it)."""
+    a, b = os.fspath(a), os.fspath(b)
+    target = by_name(cast.upper()) if cast else None
+    if cast and target is None:
+        raise UsageError(f"unknown dtype {cast!r}")
+    ta = tensors_of(load(a, None if full else select), full, select)
+    tb = tensors_of(load(b), full)
+    diffs: list[Difference] = []
+    diffs += [Difference(n, "only-a", f"{describe(t)} only in A") for n, t in ta.items()
+              if n not in tb]
+    diffs += [Difference(n, "only-b", f"{describe(t)} only in B") for n, t in tb.items()
+              if n not in ta]
+    shared = [n for n in ta if n in tb]
+    with Sources() as sources, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        found = list(pool.map(lambda n: _compare(n, ta[n], tb[n], target, atol, rtol, sources),
+                              shared))
+    diffs += [d for d in found if d is not None]
+    return VerifyResult(a, b, not diffs, len(shared), diffs, atol, rtol, cast)
