@@ -93,3 +93,14 @@ def test_sample_checkpoint_ships_with_the_project(capsys):
     sample = Path(__file__).parents[2] / "examples" / "sample_checkpoint.pt"
     d = _json(capsys, sample)
     assert d["kind"] == "training-checkpoint" and d["parameters"] > 0
+
+
+def test_a_full_conversion_inspects_as_the_checkpoint_it_was(corpus, capsys, tmp_path):
+    out = tmp_path / "full.safetensors"
+    assert main(["convert", str(corpus["training_zip"]), str(out), "--full", "--quiet"]) == 0
+    capsys.readouterr()
+    d = _json(capsys, out)
+    assert d["kind"] == "training-checkpoint"
+    assert d["weights_path"] == "model_state_dict"
+    assert d["metadata"]["epoch"] == 3 and d["metadata"]["loss"] == 0.12
+    assert any(t["name"].startswith("optimizer_state_dict.") for t in d["other_tensors"])

@@ -69,6 +69,12 @@ def _tensor_json(t: TensorEntry) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     ck = open_checkpoint(args.path, select=args.select)
+    if ck.format in ("safetensors", "hf-repo"):
+        # A file modelport wrote with --full or --dedupe records its tree and tied names in
+        # the safetensors metadata: show the checkpoint as it was, not as a flat dict.
+        from ..convert.source import load
+
+        ck = load(args.path, args.select)
     safety = _scan(args.path)
     if args.json:
         json.dump(report(ck, safety), sys.stdout, indent=1, default=str)
