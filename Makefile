@@ -19,8 +19,17 @@ $(VENV)/.test: pyproject.toml $(VENV)/.core
 	touch $@
 
 demo: $(VENV)/.core
+	@echo "== modelport inspect $(SAMPLE)"
 	$(VENV)/bin/modelport inspect $(SAMPLE)
-	$(VENV)/bin/modelport inspect $(SAMPLE) --json | $(PY) -c "import json,sys; d=json.load(sys.stdin); print('json:', d['format'], d['kind'], d['parameters'], 'parameters')"
+	@echo "== modelport scan $(SAMPLE)"
+	$(VENV)/bin/modelport scan $(SAMPLE)
+	@echo "== modelport convert: weights to safetensors, then the whole checkpoint (--full)"
+	mkdir -p build/demo
+	$(VENV)/bin/modelport convert $(SAMPLE) build/demo/weights.safetensors --force --verify
+	$(VENV)/bin/modelport convert $(SAMPLE) build/demo/full.safetensors --full --force
+	$(VENV)/bin/modelport convert build/demo/full.safetensors build/demo/roundtrip.pt --full --force
+	@echo "== back to .pt with --full: every tensor and value of the original, bit for bit"
+	$(VENV)/bin/modelport verify $(SAMPLE) build/demo/roundtrip.pt --full
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q -p no:cacheprovider
