@@ -35,6 +35,7 @@ __all__ = [
     "convert",
     "verify",
     "diff",
+    "scan",
     "__version__",
 ]
 
@@ -101,4 +102,8 @@ def __getattr__(name: str) -> object:
 
         package = importlib.import_module(".convert", __name__)
         return package if name == "convert" else getattr(package, name)
+    if name == "scan":
+        import importlib
+
+        return importlib.import_module(".scan", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
