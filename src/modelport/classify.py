@@ -155,6 +155,15 @@ def flatten_tensors(obj: Any, prefix: str = "", _walk: _Walk | None = None,
     walk.leave(obj)
 
 
+def unique_name(name: str, taken: dict[str, Any]) -> str:
+    """``name``, or ``name#1``, ``name#2``... if taken: a key "a.b" and a path a > b are two
+    tensors with one dotted name, and neither may silently replace the other."""
+    cand, i = name, 1
+    while cand in taken:
+        cand, i = f"{name}#{i}", i + 1
+    return cand
+
+
 def plain(obj: Any, depth: int = 0, _walk: _Walk | None = None) -> Any:
     """A JSON-able copy of the plain values in ``obj``: tensors and opaque objects summarised."""
     if depth > _PLAIN_DEPTH:
@@ -279,11 +288,13 @@ def classify(
     weights: dict[str, TensorEntry] = {}
     if wtree is not None:
         for name, t in flatten_tensors(wtree):
+            name = unique_name(name, weights)
             weights[name] = t.renamed(name)
     weight_ids = {id(t) for t in _raw_tensors(wtree)} if wtree is not None else set()
     other: dict[str, TensorEntry] = {}
     for name, t in flatten_tensors(tree):
         if id(t) not in weight_ids:
+            name = unique_name(name, other)
             other[name] = t.renamed(name)
     metadata = _without_tensors(tree) if not _tensor_dict(tree) else {}
     if isinstance(metadata, dict) and wpath:

@@ -12,7 +12,7 @@ import importlib
 import sys
 import traceback
 
-from ..errors import ModelportError, UnsafeInput
+from ..errors import _ONE_LINE, ModelportError, UnsafeInput
 
 __all__ = ["main", "run"]
 
@@ -90,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"modelport {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug in modelport still ends in one line, exit 2
+        if args.debug:
+            traceback.print_exc()
+        text = f"{type(exc).__name__}: {exc}".translate(_ONE_LINE)
+        print(f"modelport {args.command}: internal error: {text} (please report it; --debug "
+              "shows the traceback)", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def run() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from ..model import TensorEntry
 from .source import load
 from .stream import Sources
-from .verify import describe, digest, max_abs_diff, tensors_of
+from .verify import describe, digest, json_safe, max_abs_diff, tensors_of
 
 __all__ = ["diff", "DiffResult", "Change"]
 
@@ -48,7 +48,7 @@ class DiffResult:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["same"] = self.same
-        return out
+        return json_safe(out)
 
 
 def _change(name: str, ea: TensorEntry, eb: TensorEntry, sources: Sources) -> Change | None:

@@ -9,6 +9,7 @@ SRC is never written: DST may not be SRC, one of the files SRC reads, or a folde
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -33,6 +34,8 @@ __all__ = ["convert", "ConvertResult", "side_files", "Atomic"]
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5",
                     ".msgpack", ".onnx", ".gguf", ".npz", ".npy", ".joblib", ".ot", ".keras")
 _DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+# os.link errors that mean "this file system has no hard links" (Linux vfat: EPERM).
+_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK})
 
 
 @dataclass
@@ -97,15 +100,30 @@ class Atomic:
             if os.path.isdir(self.dst) or self.folder:
                 trash = self.tmp + ".old"
                 os.rename(self.dst, trash)
-                os.rename(self.tmp, self.dst)
+                try:
+                    os.rename(self.tmp, self.dst)
+                except BaseException:
+                    os.rename(trash, self.dst)  # the old DST back: a failure replaces nothing
+                    raise
                 _remove(trash)
             else:
                 os.replace(self.tmp, self.dst)
         elif self.folder:
             os.rename(self.tmp, self.dst)
         else:
-            os.link(self.tmp, self.dst)  # fails if DST appeared meanwhile: never clobbers
-            os.unlink(self.tmp)
+            try:
+                os.link(self.tmp, self.dst)  # fails if DST appeared meanwhile: never clobbers
+            except FileExistsError:
+                raise OutputError("DST appeared while converting", path=self.dst,
+                                  hint="use --force to replace it") from None
+            except OSError as exc:
+                # File systems without hard links (FAT, exFAT, some FUSE and network mounts):
+                # a plain rename, DST having been checked just above.
+                if exc.errno not in _NO_LINKS:
+                    raise
+                os.rename(self.tmp, self.dst)
+            else:
+                os.unlink(self.tmp)
         self.done = True
         _fsync_dir(self.parent)
 
@@ -166,6 +184,35 @@ def _scan(files: set[str], allow_unsafe: bool) -> None:
             raise UnsafeInput("the scanner found code a loader would run in this file",
                               path=f, hint="modelport never runs it; see `modelport scan`, and "
                               "use --allow-unsafe to convert its tensors anyway")
+
+
+def _refuse_if_unsafe(src: str, exc: InputError, allow_unsafe: bool) -> None:
+    """SRC cannot be read; if the scanner also calls it unsafe, that is what the user must hear
+    (a shard swapped for a malicious pickle reads as "tensors missing" otherwise). A folder's
+    weight files are scanned, at its top level only: SRC may be any folder at all."""
+    if allow_unsafe:
+        return
+    try:
+        from ..scan import scan_file
+    except ImportError:
+        return
+    try:
+        names = sorted(os.listdir(src))[:10_000] if os.path.isdir(src) else None
+    except OSError:
+        return  # the load error says what is wrong with SRC
+    files = [src] if names is None else [os.path.join(src, n) for n in names
+                                         if n.lower().endswith(_WEIGHT_SUFFIXES)]
+    for f in files:
+        report = scan_file(f)
+        if report.verdict != "unsafe":
+            continue
+        worst = max(report.unsafe_findings, key=lambda x: x.severity)
+        raise UnsafeInput(f"the scanner found code a loader would run in this file "
+                          f"({worst.message}), and it cannot be read as a model either: "
+                          f"{exc.message}", path=f,
+                          hint="modelport never runs it; see `modelport scan`. --allow-unsafe "
+                          "converts the tensors of an unsafe file, but not of an unreadable one"
+                          ) from exc
 
 
 class _Counter:
@@ -278,12 +325,25 @@ def convert(
     src, dst = os.fspath(src), os.fspath(dst)
     target = resolve_target(dst, to)
     _check_paths(src, dst, force)
-    ck = load(src, select)
+    try:
+        ck = load(src, select)
+    except InputError as exc:
+        _refuse_if_unsafe(src, exc, allow_unsafe)
+        raise
     files = source_files(ck)
     _check_sources(files, dst)
     _scan(files, allow_unsafe)
-    plan = make_plan(ck, target, dtype=dtype, full=full, select=select, dedupe=dedupe,
-                     max_shard_size=max_shard_size)
+    try:
+        plan = make_plan(ck, target, dtype=dtype, full=full, select=select, dedupe=dedupe,
+                         max_shard_size=max_shard_size)
+    except InputError as exc:
+        raise exc.located(path=src) from exc.__cause__
+    if not full and not any(s.items for s in plan.shards):
+        # An empty output reads back as nothing at all (an empty npz is not even recognised):
+        # a mutated or unusual file whose weights were not found must not "convert" silently.
+        raise InputError(f"no weights found in this {ck.format} file ({ck.kind}): nothing to "
+                         "convert", path=src, hint="--full keeps every tensor and value it "
+                         "holds; --select names the subtree that holds the weights")
     notes = list(plan.notes)
     copy: list[str] = []
     if ck.format == "hf-repo":

@@ -28,6 +28,7 @@ from ..errors import UsageError
 from ..model import Checkpoint, Storage, TensorEntry
 from . import tree as treemod
 from .cast import TARGETS, out_dtype
+from .stream import check_bounds
 
 __all__ = ["FORMATS", "Target", "Item", "Shard", "Plan", "parse_size", "resolve_target",
            "storage_id", "view_id", "split_units", "make_plan", "DEFAULT_SHARD_SIZE"]
@@ -84,7 +85,7 @@ def resolve_target(dst: str, to: str | None = None) -> Target:
             fmt = next((f for f, (sfx, _) in FORMATS.items() if suffix in sfx), None)
             if fmt is None:
                 raise UsageError(f"cannot tell the output format from the name {name!r}",
-                                 hint="use a .safetensors, .pt/.pth/.bin or .npz name, or --to")
+                                 path=dst, hint="use a .safetensors, .pt/.pth/.bin or .npz name, or --to")
     if folder and FORMATS[fmt][1] is None:
         raise UsageError(f"{fmt} has no folder layout; name a .npz file", path=dst)
     return Target(fmt, folder)
@@ -223,16 +224,20 @@ _HINTS = {"safetensors": "--to torch keeps it", "torch": "it cannot be written y
           "npz": "use --dtype F32, or --to safetensors"}
 
 
-def _check(items: list[Item], fmt: str) -> None:
+def _check(items: list[Item], fmt: str, path: str | None = None) -> None:
     for it in items:
+        # A view that reaches past its storage (a corrupt file) would be written as it is by
+        # the torch writer, which copies whole storages: torch.load then refuses the output.
+        check_bounds(it.entry)
         if it.entry.quant is not None:
             raise UsageError(f"quantized tensor ({it.entry.dtype.name}): modelport does not "
-                             "convert quantized tensors yet", tensor=it.name)
+                             "convert quantized tensors yet", tensor=it.name, path=path)
         if not _HOLDS[fmt](it.dtype):
             raise UsageError(f"{it.dtype.name} is a type {fmt} cannot hold", tensor=it.name,
-                             hint=_HINTS[fmt])
+                             hint=_HINTS[fmt], path=path)
     if fmt == "safetensors" and any(it.name == "__metadata__" for it in items):
-        raise UsageError("a tensor named '__metadata__' cannot be written to safetensors")
+        raise UsageError("a tensor named '__metadata__' cannot be written to safetensors",
+                         path=path, tensor="__metadata__")
 
 
 # -- sharding ------------------------------------------------------------------------------------
@@ -323,7 +328,10 @@ def make_plan(ck: Checkpoint, target: Target, *, dtype: str | DType | None = Non
         if fmt == "torch" and target.folder:
             raise UsageError("--full writes one torch file, not a sharded folder",
                              hint="name a .pt file")
-        tree = treemod.prepare(select_subtree(ck.tree, select) if select else ck.tree)
+        try:
+            tree = treemod.prepare(select_subtree(ck.tree, select) if select else ck.tree)
+        except UsageError as exc:
+            raise exc.located(path=ck.path) from None
         named, at = _full_tensors(tree)
     else:
         named = list(ck.weights.items())
@@ -331,7 +339,7 @@ def make_plan(ck: Checkpoint, target: Target, *, dtype: str | DType | None = Non
         if note:
             notes.append(note)
     items = [Item(n, e, out_dtype(e.dtype, cast)) for n, e in named]
-    _check(items, fmt)
+    _check(items, fmt, ck.path)
     if cast is not None:
         kept = [it for it in items if it.dtype.name == it.entry.dtype.name != cast.name]
         moved = len(items) - len(kept) - sum(it.entry.dtype.name == cast.name for it in items)

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import open as open_checkpoint
 from ..classify import classify, flatten_tensors
-from ..errors import ModelportError, UsageError
+from ..errors import MalformedHeader, ModelportError, UsageError
 from ..model import Checkpoint, TensorEntry
 from . import tree as treemod
 
@@ -58,9 +58,9 @@ def load(path: str, select: str | None = None) -> Checkpoint:
     if raw_tree is not None:
         try:
             data = json.loads(raw_tree)
-        except ValueError as exc:
-            raise UsageError(f"{treemod.TREE_KEY} in the metadata is not JSON: {exc}",
-                             path=path) from exc
+        except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
+            raise MalformedHeader(f"{treemod.TREE_KEY} in the metadata is not JSON: {exc}",
+                                  path=path, hint=treemod._EDITED) from exc
         tree = treemod.decode(data, tensors, where=path)
     else:
         tree = dict(tensors)

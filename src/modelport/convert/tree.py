@@ -20,12 +20,14 @@ Objects modelport only knows as placeholders (a pickled class instance) cannot b
 from __future__ import annotations
 
 import base64
+import binascii
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..classify import MAX_DEPTH
 from ..dtypes import by_torch
-from ..errors import UsageError
+from ..errors import LimitExceeded, MalformedHeader, ModelportError, UsageError
 from ..model import Opaque, TensorEntry
 from ..pickle.machine import Ref
 from .pickler import Global
@@ -35,6 +37,7 @@ __all__ = ["TREE_KEY", "prepare", "tensor_paths", "encode", "decode", "dotted"]
 TREE_KEY = "modelport.tree"  # the __metadata__ key holding the tree
 _TAGS = ("__tensor__", "__tuple__", "__set__", "__frozenset__", "__dict__", "__float__",
          "__bytes__", "__complex__", "__global__")
+_LIST_TAGS = ("__tuple__", "__set__", "__frozenset__", "__dict__", "__complex__")
 _PLAIN = (type(None), bool, int, float, str)
 
 
@@ -149,38 +152,70 @@ def _key(obj: Any) -> Any:
     return tuple(map(_key, obj)) if isinstance(obj, list) else obj
 
 
-def decode(data: Any, tensors: dict[str, TensorEntry], where: str = "") -> Any:
-    """The tree ``encode`` wrote, with each tensor reference resolved in ``tensors``."""
+_EDITED = ("the file was edited after modelport wrote it; remove the modelport.tree key from its "
+           "__metadata__ to read it as plain tensors")
 
-    def dec(obj: Any) -> Any:
+
+def decode(data: Any, tensors: dict[str, TensorEntry], where: str = "") -> Any:
+    """The tree ``encode`` wrote, with each tensor reference resolved in ``tensors``.
+
+    The JSON comes from the file, so it is checked as strictly as a header: a malformed tag,
+    nesting deeper than ``classify.MAX_DEPTH``, a reference to a tensor the file does not hold,
+    or a tensor of the file the tree leaves out (it would be dropped without a word) is a
+    ``MalformedHeader``.
+    """
+    used: set[str] = set()
+
+    def dec(obj: Any, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise LimitExceeded(f"{TREE_KEY} nests more than {MAX_DEPTH} levels deep", path=where,
+                                hint="the file is corrupt or hostile")
         if isinstance(obj, list):
-            return [dec(v) for v in obj]
+            return [dec(v, depth + 1) for v in obj]
         if not isinstance(obj, dict):
             return obj
         if len(obj) == 1:
             (tag, val), = obj.items()
             if tag == "__tensor__":
-                if val not in tensors:
-                    raise UsageError(f"{TREE_KEY} names tensor {val!r}, which the file does "
-                                     "not hold", path=where, hint="the file was edited; "
-                                     "convert it without the tree (it is ignored then)")
+                if not isinstance(val, str) or val not in tensors:
+                    raise MalformedHeader(f"{TREE_KEY} names tensor {val!r}, which the file does "
+                                          "not hold", path=where, hint=_EDITED)
+                used.add(val)
                 return tensors[val]
+            if tag in _LIST_TAGS and not isinstance(val, list):
+                raise ValueError(f"{tag} holds {type(val).__name__}, not a list")
             if tag == "__tuple__":
-                return tuple(dec(v) for v in val)
+                return tuple(dec(v, depth + 1) for v in val)
             if tag in ("__set__", "__frozenset__"):
-                items = [_key(dec(v)) for v in val]
+                items = [_key(dec(v, depth + 1)) for v in val]
                 return set(items) if tag == "__set__" else frozenset(items)
             if tag == "__dict__":
-                return {_key(dec(k)): dec(v) for k, v in val}
+                return {_key(dec(k, depth + 1)): dec(v, depth + 1) for k, v in val}
             if tag == "__float__":
                 return float(val)
             if tag == "__bytes__":
-                return base64.b64decode(val)
+                return base64.b64decode(val, validate=True)
             if tag == "__complex__":
-                return complex(_unfloat(val[0]), _unfloat(val[1]))
+                re_, im = val
+                return complex(_unfloat(re_), _unfloat(im))
             if tag == "__global__":  # as the symbolic unpickler leaves a global: a Ref
                 module, _, name = str(val).rpartition(".")
                 return Ref(module, name)
-        return {k: dec(v) for k, v in obj.items()}
+        return {k: dec(v, depth + 1) for k, v in obj.items()}
 
-    return dec(data)
+    try:
+        out = dec(data, 0)
+    except ModelportError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, binascii.Error, RecursionError) as exc:
+        # A tag whose value has the wrong shape: {"__tuple__": 5}, {"__dict__": [1]}, ...
+        raise MalformedHeader(f"{TREE_KEY} in the metadata is malformed: {exc}", path=where,
+                              hint=_EDITED) from exc
+    left = [n for n in tensors if n not in used]
+    if left:
+        shown = ", ".join(map(repr, left[:3])) + (f" and {len(left) - 3} more" if len(left) > 3
+                                                  else "")
+        raise MalformedHeader(f"{TREE_KEY} leaves out {len(left)} tensor(s) the file holds "
+                              f"({shown}): they would be lost", path=where, tensor=left[0],
+                              hint=_EDITED)
+    return out

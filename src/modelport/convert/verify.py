@@ -12,15 +12,15 @@ first.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..classify import flatten_tensors
+from ..classify import flatten_tensors, unique_name
 from ..classify import select as select_subtree
 from ..dtypes import DType, by_name
 from ..errors import UsageError
@@ -30,7 +30,7 @@ from .source import load
 from .stream import Sources, chunks, flat_chunks
 
 __all__ = ["verify", "VerifyResult", "Difference", "tensors_of", "digest", "max_abs_diff",
-           "describe"]
+           "json_safe", "describe"]
 
 _BLOCK = 1 << 20  # elements per block when comparing values
 
@@ -55,7 +55,19 @@ class VerifyResult:
     cast: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return json_safe(asdict(self))
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN and infinities as the strings "nan", "inf", "-inf": json.dump would write bare
+    NaN/Infinity, which is not JSON (jq and most parsers refuse the whole document)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return repr(obj)
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def describe(t: TensorEntry) -> str:
@@ -67,9 +79,12 @@ def tensors_of(ck: Checkpoint, full: bool = False, select: str | None = None) ->
     if not full:
         return dict(ck.weights)
     out: dict[str, TensorEntry] = {}
-    root = select_subtree(ck.tree, select) if select else ck.tree
+    try:
+        root = select_subtree(ck.tree, select) if select else ck.tree
+    except KeyError as exc:
+        raise UsageError(f"--select {select!r}: no such subtree ({exc})", path=ck.path) from None
     for name, t in flatten_tensors(root):
-        out.setdefault(name, t)
+        out[unique_name(name, out)] = t  # as classify names weights: no tensor hides another
     return out
 
 
@@ -80,21 +95,39 @@ def digest(entry: TensorEntry, sources: Sources, dtype: DType | None = None) -> 
     return h.hexdigest()
 
 
-def _values(entry: TensorEntry, sources: Sources) -> Iterator[np.ndarray]:
-    for block in flat_chunks(entry, sources, _BLOCK):
-        kind = block.dtype.kind
-        yield block.astype(np.complex128 if kind == "c" else np.float64)
+def _int_diff(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a == b, |a - b|) of integer or bool blocks. Through float64 alone 2**60 and 2**60 + 1
+    would compare equal: equality is exact, and so is a difference under 2**53 (computed
+    modulo 2**64, where it cannot wrap); larger ones are float64's, as precise as it prints."""
+    same = xa == xb  # numpy compares int64 with uint64 by value
+
+    def u64(x: np.ndarray) -> np.ndarray:
+        return x.astype(np.uint64) if x.dtype.kind == "u" else x.astype(np.int64).astype(np.uint64)
+
+    ua, ub = u64(xa), u64(xb)
+    small = np.where(xa >= xb, ua - ub, ub - ua).astype(np.float64)
+    big = np.abs(xa.astype(np.float64) - xb.astype(np.float64))
+    return same, np.where(big > 2.0**53, big, small)
+
+
+def _float_diff(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    kind = np.complex128 if "c" in (xa.dtype.kind, xb.dtype.kind) else np.float64
+    with np.errstate(invalid="ignore", over="ignore"):  # NaNs of ml_dtypes types warn in casts
+        xa, xb = xa.astype(kind), xb.astype(kind)
+        same = (xa == xb) | (np.isnan(xa) & np.isnan(xb))  # equal infinities too
+        return same, np.where(same, 0.0, np.abs(xa - xb))
 
 
 def max_abs_diff(a: TensorEntry, b: TensorEntry, sources: Sources,
                  atol: float = 0.0, rtol: float = 0.0) -> tuple[float, bool]:
     """(max |a - b| over elements, whether all are within atol + rtol * |b|); NaN == NaN."""
     worst, close = 0.0, True
-    for xa, xb in zip(_values(a, sources), _values(b, sources)):
-        same = (xa == xb) | (np.isnan(xa) & np.isnan(xb))  # equal infinities too
+    for xa, xb in zip(flat_chunks(a, sources, _BLOCK), flat_chunks(b, sources, _BLOCK)):
+        exact = xa.dtype.kind in "iub" and xb.dtype.kind in "iub"
+        same, d = (_int_diff if exact else _float_diff)(xa, xb)
         with np.errstate(invalid="ignore", over="ignore"):
-            d = np.where(same, 0.0, np.abs(xa - xb))
-            ok = same | (d <= atol + rtol * np.abs(xb))  # NaN against a number: never close
+            mag = np.abs(xb.astype(np.float64 if xb.dtype.kind != "c" else np.complex128))
+            ok = same | (d <= atol + rtol * mag)  # NaN against a number: never close
         if d.size:
             m = float("nan") if np.isnan(d).any() else float(d.max())
             worst = m if m != m else worst if worst != worst else max(worst, m)

@@ -15,6 +15,7 @@ Modules: ``findings`` (records, verdict), ``policy`` (the tables), ``pickles`` (
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -29,6 +30,10 @@ __all__ = ["scan_file", "scan_paths", "FileReport", "Finding", "Severity"]
 def _scan_one(path: str, strict: bool, limits: Limits) -> FileReport:
     scan = Scan(path, limits=limits, strict=strict)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            # A FIFO would block the open forever, a device never ends: nothing is read.
+            scan.error(f"{path}: not a regular file, not scanned (copy it to a file first)")
+            return scan.report
         scan.file(path)
     except ModelportError as exc:
         scan.error(str(exc.located(path=path)))
@@ -40,9 +45,16 @@ def _scan_one(path: str, strict: bool, limits: Limits) -> FileReport:
     return scan.report
 
 
-def _walk(root: str) -> list[str]:
+def _walk(root: str, unread: list[str]) -> list[str]:
+    """Every file under ``root``; folders that cannot be listed go to ``unread`` (an error:
+    files that were not scanned must not make a clean verdict)."""
     out: list[str] = []
-    for folder, dirs, files in os.walk(root):
+
+    def failed(exc: OSError) -> None:
+        unread.append(f"{exc.filename or root}: cannot list the folder ({exc.strerror or exc}); "
+                      "its files were not scanned")
+
+    for folder, dirs, files in os.walk(root, onerror=failed):
         dirs.sort()
         out += [os.path.join(folder, f) for f in sorted(files)]
     return out
@@ -54,7 +66,13 @@ def scan_paths(paths: Iterable[str | os.PathLike[str]], *, strict: bool = False,
     reports: list[FileReport] = []
     for p in (os.fspath(q) for q in paths):
         if os.path.isdir(p):
-            reports += [_scan_one(f, strict, limits) for f in _walk(p)]
+            unread: list[str] = []
+            files = _walk(p, unread)
+            reports += [_scan_one(f, strict, limits) for f in files]
+            if unread or not files:
+                rep = FileReport(p, format="folder", strict=strict)
+                rep.errors += unread or [f"{p}: no files in this folder, nothing was scanned"]
+                reports.append(rep)
         elif os.path.exists(p):
             reports.append(_scan_one(p, strict, limits))
         else:
