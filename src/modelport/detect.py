@@ -69,7 +69,7 @@ def _sniff_zip(path: str, limits: Limits) -> str:
         if f"{folder}/constants.pkl" in names or any(n.startswith(f"{folder}/code/") for n in names):
             return "torchscript"
         return "torch-zip"
-    if names and all(n.endswith(".npy") for n in names):
+    if all(n.endswith(".npy") for n in names):  # np.savez() of nothing is an empty zip
         return "numpy-npz"
     raise UnknownFormat(
         f"zip archive with {len(names)} members but no torch data.pkl or .npy members "

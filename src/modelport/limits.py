@@ -16,6 +16,7 @@ class Limits:
     memo: int = 10_000_000  # memo entries
     depth: int = 10_000  # nested MARKs / containers
     member_bytes: int = 1 << 32  # one decompressed archive member
+    scan_bytes: int = 1 << 30  # one stream the scanner decompresses into memory to look inside
     ratio: int = 1000  # decompressed / compressed size of one member
     members: int = 1_000_000  # archive members
     nested_pickles: int = 16  # depth of pickles found inside pickles (scanner)

@@ -308,3 +308,12 @@ def test_npz_duplicate_member(tmp_path: Path) -> None:
         zf.writestr("a.npy", _npy_bytes(np.arange(3)))
     with pytest.raises(MalformedHeader, match="twice"):
         np_format.open(path)
+
+
+def test_an_empty_npz_is_an_npz_with_no_tensors(tmp_path):
+    path = tmp_path / "empty.npz"
+    np.savez(path)
+    import modelport
+
+    ck = modelport.open(path)
+    assert (ck.format, ck.weights) == ("numpy-npz", {})

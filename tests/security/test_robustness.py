@@ -53,3 +53,20 @@ def test_mutated_samples_never_crash_the_scanner(index: int, edits: list) -> Non
         assert report.verdict in ("clean", "unsafe", "error")
         assert not [e for e in report.errors if "internal error" in e], report.errors
         assert not canary.exists()
+
+
+def test_the_scanner_caps_what_it_decompresses_into_memory(tmp_path):
+    import gzip
+    import pickle
+    import random
+
+    from modelport.limits import Limits
+    from modelport.scan import scan_file
+
+    path = tmp_path / "bomb.pkl.gz"
+    # 2 MB of incompressible bytes: under the ratio limit, over a 1 MB in-memory cap.
+    path.write_bytes(gzip.compress(pickle.dumps(random.Random(0).randbytes(2 << 20))))
+    report = scan_file(str(path), limits=Limits(scan_bytes=1 << 20))
+    assert report.verdict == "unsafe"
+    assert any(f.rule == "bomb" for f in report.findings)
+    assert scan_file(str(path)).verdict == "clean"  # under the default cap it is just data

@@ -35,7 +35,8 @@ STORED, DEFLATED, BZIP2, LZMA = 0, 8, 12, 14
 
 
 def is_zip(head: bytes) -> bool:
-    return head[:4] in (b"PK\x03\x04", b"PK\x05\x06")
+    # A local header, or an empty archive: its end record (zip64 writers start with that one).
+    return head[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x06\x06")
 
 
 @dataclass(frozen=True)

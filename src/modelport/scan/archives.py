@@ -26,6 +26,7 @@ import re
 import struct
 import zlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from .. import dtypes
@@ -296,7 +297,10 @@ def _member_bytes(scan: Scan, archive: ZipArchive, buf: memoryview, m: ZipMember
         # In place: a view of the mapped file, so a storage member is only paged in as parsed.
         return buf[m.data_offset:m.data_offset + m.csize], m.data_offset
     try:
-        return archive.read(m, scan.limits), 0
+        # The scanner holds a decompressed member in memory: cap it lower than a reader would.
+        limits = replace(scan.limits, member_bytes=min(scan.limits.member_bytes,
+                                                       scan.limits.scan_bytes))
+        return archive.read(m, limits), 0
     except LimitExceeded as exc:
         _limit(scan, exc, name)
     except ModelportError as exc:
@@ -402,7 +406,7 @@ def scan_compressed(scan: Scan, data: Any, kind: str, *, member: str | None,
         scan.error(_where(f"{scan.path}: an {kind} stream; install the '{kind}' package to scan "
                           "inside it", member))
         return
-    cap = min(scan.limits.member_bytes, max(len(data), 1) * scan.limits.ratio)
+    cap = min(scan.limits.scan_bytes, max(len(data), 1) * scan.limits.ratio)
     try:
         out = d.decompress(bytes(data), cap + 1)
     except decompress_errors() as exc:

@@ -246,7 +246,7 @@ def _has_code(value: Any, scan: Scan, torchscript: bool, depth: int = 0) -> bool
 
 def _bounded(kind: str) -> Callable[[bytes, Scan], bytes]:
     def run(raw: bytes, scan: Scan) -> bytes:
-        cap = min(scan.limits.member_bytes, max(len(raw), 1) * scan.limits.ratio)
+        cap = min(scan.limits.scan_bytes, max(len(raw), 1) * scan.limits.ratio)
         return decompressor(kind).decompress(raw, cap)
     return run
 
