@@ -11,11 +11,13 @@ import mmap
 import os
 import threading
 from collections.abc import Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import MalformedHeader, Truncated
 from .model import Storage, TensorEntry
+
+if TYPE_CHECKING:  # numpy loads only where arrays are made
+    import numpy as np
 
 __all__ = ["storage_buffer", "to_numpy", "iter_bytes", "contiguous_bytes", "CHUNK"]
 
@@ -103,6 +105,8 @@ def to_numpy(entry: TensorEntry) -> np.ndarray:
 
 
 def _to_numpy(entry: TensorEntry) -> np.ndarray:
+    import numpy as np
+
     dt = entry.dtype.np_dtype()
     if entry.numel == 0:
         return np.empty(entry.shape, dtype=dt)
@@ -132,6 +136,8 @@ def contiguous_bytes(entry: TensorEntry) -> memoryview | None:
 
 def iter_bytes(entry: TensorEntry, chunk: int = CHUNK) -> Iterator[memoryview]:
     """The tensor's bytes in C order, in chunks of at most ``chunk`` bytes, in bounded memory."""
+    import numpy as np
+
     run = contiguous_bytes(entry)
     if run is not None:
         for i in range(0, len(run), chunk):

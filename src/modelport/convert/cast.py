@@ -21,9 +21,12 @@ a separate scale tensor, integer and bool tensors are indices and masks.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..dtypes import DTYPES, DType
+
+if TYPE_CHECKING:  # numpy loads only where arrays are made
+    import numpy as np
 
 __all__ = ["CASTABLE", "TARGETS", "cast_array", "out_dtype"]
 
@@ -44,6 +47,8 @@ def out_dtype(dtype: DType, target: DType | None) -> DType:
 
 def _fix_nan(y: np.ndarray, x: np.ndarray, src: str, dst: str) -> np.ndarray:
     """NaNs as torch writes them; ``src`` is the original type, ``x`` what was converted."""
+    import numpy as np
+
     nan = np.isnan(y)
     if not nan.any():
         return y
@@ -60,6 +65,8 @@ def _fix_nan(y: np.ndarray, x: np.ndarray, src: str, dst: str) -> np.ndarray:
 
 def cast_array(x: np.ndarray, src: DType, dst: DType) -> np.ndarray:
     """``x`` (of numpy type ``src.np_dtype()``) cast to ``dst`` as torch would; C order kept."""
+    import numpy as np
+
     if src.name == dst.name:
         return x
     if (src.name, dst.name) in _VIA_F32:

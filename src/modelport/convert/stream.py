@@ -28,15 +28,16 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
-
-import numpy as np
+from typing import TYPE_CHECKING, BinaryIO
 
 from .. import tensors
 from ..dtypes import DType
 from ..errors import InputError, MalformedHeader, OutputError, Truncated
 from ..model import TensorEntry
 from .cast import cast_array
+
+if TYPE_CHECKING:  # numpy loads only where arrays are made
+    import numpy as np
 
 __all__ = ["CHUNK", "Run", "Piece", "Sources", "Sink", "Cancelled", "check_bounds", "pieces",
            "chunks", "blocks", "flat_chunks"]
@@ -137,6 +138,8 @@ class Sources:
 
     def pread(self, path: str, offset: int, n: int, into: memoryview | None = None) -> memoryview:
         """``n`` bytes at ``offset``: into ``into`` (reused by the caller), else a fresh buffer."""
+        import numpy as np
+
         view = into[:n] if into is not None else np.empty(n, np.uint8).data  # not zero-filled
         fd, got = self.fd(path), 0
         while got < n:
@@ -184,6 +187,8 @@ class Sources:
 def _index_blocks(shape: tuple[int, ...], budget: int) -> Iterator[tuple]:
     """Index tuples that cut an array of ``shape`` into C-order blocks of about ``budget``
     elements: fixed leading indices, a range on one axis, whole trailing axes."""
+    import numpy as np
+
     if not shape:
         yield ()
         return
@@ -198,6 +203,8 @@ def _index_blocks(shape: tuple[int, ...], budget: int) -> Iterator[tuple]:
 
 
 def _strided_view(entry: TensorEntry, sources: Sources) -> np.ndarray:
+    import numpy as np
+
     st = entry.storage
     if st.data is not None:
         return tensors.to_numpy(entry)
@@ -217,6 +224,8 @@ def _strided_view(entry: TensorEntry, sources: Sources) -> np.ndarray:
 def blocks(entry: TensorEntry, sources: Sources,
            budget_bytes: int | None = None) -> Iterator[np.ndarray]:
     """The tensor as numpy arrays in C order (views or fresh copies) of bounded size."""
+    import numpy as np
+
     check_bounds(entry)
     if entry.numel == 0:
         return
@@ -249,6 +258,8 @@ def blocks(entry: TensorEntry, sources: Sources,
 def pieces(entry: TensorEntry, sources: Sources, dtype: DType | None = None,
            budget_bytes: int | None = None) -> Iterator[Piece]:
     """The tensor's bytes in C order as ``dtype`` (default its own): Runs where possible."""
+    import numpy as np
+
     out = dtype or entry.dtype
     check_bounds(entry)
     if entry.numel == 0:
@@ -280,6 +291,8 @@ def chunks(entry: TensorEntry, sources: Sources, dtype: DType | None = None) -> 
 def flat_chunks(entry: TensorEntry, sources: Sources, n: int) -> Iterator[np.ndarray]:
     """1-D arrays of exactly ``n`` elements (the last may be shorter), so that two tensors of
     the same shape can be walked in lockstep whatever their layouts."""
+    import numpy as np
+
     pending: list[np.ndarray] = []
     have = 0
     for block in blocks(entry, sources, n * entry.dtype.itemsize):

@@ -16,9 +16,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..classify import flatten_tensors, unique_name
 from ..classify import select as select_subtree
@@ -28,6 +26,9 @@ from ..model import Checkpoint, TensorEntry
 from .cast import out_dtype
 from .source import load
 from .stream import Sources, chunks, flat_chunks
+
+if TYPE_CHECKING:  # numpy loads only where arrays are made
+    import numpy as np
 
 __all__ = ["verify", "VerifyResult", "Difference", "tensors_of", "digest", "max_abs_diff",
            "json_safe", "describe"]
@@ -99,9 +100,13 @@ def _int_diff(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(a == b, |a - b|) of integer or bool blocks. Through float64 alone 2**60 and 2**60 + 1
     would compare equal: equality is exact, and so is a difference under 2**53 (computed
     modulo 2**64, where it cannot wrap); larger ones are float64's, as precise as it prints."""
+    import numpy as np
+
     same = xa == xb  # numpy compares int64 with uint64 by value
 
     def u64(x: np.ndarray) -> np.ndarray:
+        import numpy as np
+
         return x.astype(np.uint64) if x.dtype.kind == "u" else x.astype(np.int64).astype(np.uint64)
 
     ua, ub = u64(xa), u64(xb)
@@ -111,6 +116,8 @@ def _int_diff(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _float_diff(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     kind = np.complex128 if "c" in (xa.dtype.kind, xb.dtype.kind) else np.float64
     with np.errstate(invalid="ignore", over="ignore"):  # NaNs of ml_dtypes types warn in casts
         xa, xb = xa.astype(kind), xb.astype(kind)
@@ -121,6 +128,8 @@ def _float_diff(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def max_abs_diff(a: TensorEntry, b: TensorEntry, sources: Sources,
                  atol: float = 0.0, rtol: float = 0.0) -> tuple[float, bool]:
     """(max |a - b| over elements, whether all are within atol + rtol * |b|); NaN == NaN."""
+    import numpy as np
+
     worst, close = 0.0, True
     for xa, xb in zip(flat_chunks(a, sources, _BLOCK), flat_chunks(b, sources, _BLOCK)):
         exact = xa.dtype.kind in "iub" and xb.dtype.kind in "iub"
