@@ -258,8 +258,6 @@ def blocks(entry: TensorEntry, sources: Sources,
 def pieces(entry: TensorEntry, sources: Sources, dtype: DType | None = None,
            budget_bytes: int | None = None) -> Iterator[Piece]:
     """The tensor's bytes in C order as ``dtype`` (default its own): Runs where possible."""
-    import numpy as np
-
     out = dtype or entry.dtype
     check_bounds(entry)
     if entry.numel == 0:
@@ -269,6 +267,8 @@ def pieces(entry: TensorEntry, sources: Sources, dtype: DType | None = None,
         assert st.path is not None
         yield Run(st.path, st.offset + entry.byte_offset, entry.nbytes)
         return
+    import numpy as np  # only here: a plain copy never needs it
+
     for block in blocks(entry, sources, budget_bytes):
         if out.name != entry.dtype.name:
             block = cast_array(block, entry.dtype, out)
