@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -162,6 +163,22 @@ def _check_paths(src: str, dst: str, force: bool) -> None:
                           hint="name another DST")
     if os.path.lexists(dst) and not force:
         raise OutputError("DST exists", path=dst, hint="use --force to replace it")
+
+
+# What a model folder holds (weights, indexes, configs, tokenizer and card files): --force
+# replaces a folder only when every entry is one of these, so a typo cannot delete a home folder.
+_MODEL_FOLDER_FILE = re.compile(
+    r"\.(safetensors|bin|pt|pth|ckpt|npz|json|txt|model|msgpack|onnx|md|jinja|py)$"
+    r"|^(tokenizer|vocab|merges|special_tokens_map|generation_config|config|README|LICENSE)",
+    re.IGNORECASE)
+
+
+def _check_replaceable(dst: str) -> None:
+    for entry in os.scandir(dst):
+        if entry.is_dir(follow_symlinks=False) or not _MODEL_FOLDER_FILE.search(entry.name):
+            raise OutputError(f"DST is a folder holding {entry.name!r}, which is not part of a "
+                              "model folder; --force replaces only model folders", path=dst,
+                              hint="remove it yourself, or name another DST")
 
 
 def _check_sources(files: set[str], dst: str) -> None:
@@ -325,6 +342,8 @@ def convert(
     src, dst = os.fspath(src), os.fspath(dst)
     target = resolve_target(dst, to)
     _check_paths(src, dst, force)
+    if force and os.path.isdir(dst):  # an existing folder is always a folder target
+        _check_replaceable(dst)
     try:
         ck = load(src, select)
     except InputError as exc:
