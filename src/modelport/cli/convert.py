@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import signal
 import sys
 import threading
@@ -54,6 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
                    help="write N shards in parallel")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress, notes or summary")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object on "
+                   "stdout (files written, tensors, bytes, notes, verification)")
     p.add_argument("--allow-unsafe", action="store_true",
                    help="convert a source the scanner flags (it is never executed either way)")
 
@@ -118,7 +121,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     err = sys.stderr
-    progress = Progress(err) if err.isatty() and not args.quiet else None
+    progress = Progress(err) if err.isatty() and not (args.quiet or args.json) else None
     try:
         with _terminate_as_interrupt():
             result = convert(args.src, args.dst, to=args.to, max_shard_size=args.max_shard_size,
@@ -128,7 +131,16 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.finish()
-    if not args.quiet:
+    if args.json:
+        verified = result.verified
+        json.dump({"src": result.src, "dst": result.dst, "format": result.format,
+                   "files": result.files, "tensors": result.tensors, "bytes": result.bytes,
+                   "seconds": round(result.seconds, 3), "notes": result.notes,
+                   "verified": None if verified is None else {
+                       "same": verified.same, "compared": verified.compared}},
+                  sys.stdout, indent=1)
+        print()
+    elif not args.quiet:
         for note in result.notes:
             print(f"modelport convert: note: {note}", file=err)
         rate = result.bytes / result.seconds if result.seconds else 0

@@ -1,4 +1,4 @@
-"""--force replaces a model folder, never an unrelated folder."""
+"""convert CLI: --force guards unrelated folders; --json reports the result."""
 
 from __future__ import annotations
 
@@ -29,3 +29,13 @@ def test_force_replaces_a_previous_model_folder(src, tmp_path):
     assert main(["convert", str(src), str(out), "-q"]) == 0
     assert main(["convert", str(src), str(out), "--force", "-q"]) == 0
     assert (out / "model.safetensors").exists() or any(out.glob("model-*.safetensors"))
+
+
+def test_convert_json_reports_what_was_written(src, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "w.safetensors"
+    assert main(["convert", str(src), str(out), "--json", "--verify"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["format"] == "safetensors" and d["tensors"] == 1 and d["bytes"] == 16
+    assert d["files"] == ["w.safetensors"] and d["verified"] == {"same": True, "compared": 1}
