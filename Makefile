@@ -41,5 +41,13 @@ $(VENV)/.bench: $(VENV)/.test
 bench: $(VENV)/.bench
 	$(PY) bench/run.py
 
+$(VENV)/.dev: $(VENV)/.test
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy src
+
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -66,3 +66,15 @@ def test_empty_and_scalar(storage):
     st, data = storage
     assert to_numpy(TensorEntry("e", F32, (0, 3), st)).shape == (0, 3)
     assert to_numpy(TensorEntry("s", F32, (), st, storage_offset=5)) == data[5]
+
+
+@pytest.mark.parametrize("name", ["BF16", "F8_E4M3", "F16"])
+def test_strided_chunks_of_ml_dtypes(tmp_path, name):
+    dt = dtypes.by_name(name)
+    raw = bytes(range(24 * dt.itemsize))
+    path = tmp_path / "raw.bin"
+    path.write_bytes(raw)
+    st = Storage(nbytes=len(raw), path=str(path), key="0")
+    e = TensorEntry("t", dt, (4, 6), st, strides=(1, 4))  # a transpose
+    expect = np.ascontiguousarray(to_numpy(e)).view(np.uint8).tobytes()
+    assert b"".join(bytes(c) for c in iter_bytes(e, chunk=8)) == expect

@@ -16,7 +16,7 @@ file).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import LimitExceeded
 from .model import _TRAINING_KEYS, WEIGHT_KEYS, Checkpoint, GlobalRef, Opaque, TensorEntry
@@ -77,7 +77,7 @@ def _key(k: Any) -> str:
         return brief(k)
 
 
-def _is_module(obj: Any) -> bool:
+def _is_module(obj: Any) -> TypeGuard[Opaque]:
     return isinstance(obj, Opaque) and isinstance(obj.state, dict) and "_parameters" in obj.state
 
 
@@ -279,6 +279,7 @@ def classify(
     file_size: int = 0,
 ) -> Checkpoint:
     """Build the Checkpoint for a tree. ``kind`` forces the kind (torchscript, onnx-graph)."""
+    wpath: str | None
     if select_path is not None:
         wpath, wtree = select_path, select(tree, select_path)
     elif kind == "torchscript" and isinstance(tree, Opaque):

@@ -145,10 +145,11 @@ def iter_bytes(entry: TensorEntry, chunk: int = CHUNK) -> Iterator[memoryview]:
         return
     arr = to_numpy(entry)
     if arr.ndim == 0:
-        yield memoryview(np.ascontiguousarray(arr).reshape(1)).cast("B")
+        yield np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data
         return
     # Copy blocks of the first axis: slicing is a view, so each copy is at most one block.
     row_bytes = max(1, arr[:1].size * arr.dtype.itemsize)
     step = max(1, chunk // row_bytes)
     for i in range(0, arr.shape[0], step):
-        yield memoryview(np.ascontiguousarray(arr[i : i + step])).cast("B")
+        # As bytes: numpy cannot export ml_dtypes types (bf16, fp8) through the buffer protocol.
+        yield np.ascontiguousarray(arr[i : i + step]).reshape(-1).view(np.uint8).data

@@ -43,7 +43,7 @@ def _scan(path: str) -> dict[str, Any] | None:
 
 def report(ck: Checkpoint, safety: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``inspect --json`` object (DESIGN.md contract)."""
-    dtypes = Counter()
+    dtypes: Counter[str] = Counter()
     for t in ck.weights.values():
         dtypes[t.dtype.name] += t.numel
     return {
@@ -173,7 +173,7 @@ def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False) 
     lines = [f"{ck.path}", f"  format      {ck.format}", f"  kind        {ck.kind}",
              f"  size        {_size(ck.file_size)}",
              f"  parameters  {_count(ck.parameters)} in {len(ck.weights)} tensors"]
-    dt = Counter()
+    dt: Counter[str] = Counter()
     for t in ck.weights.values():
         dt[t.dtype.name] += t.nbytes
     total = sum(dt.values()) or 1
@@ -192,8 +192,8 @@ def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False) 
     body = ([f"  {n:<48} {_shape(t)}" for n, t in names] if expand else _collapse(names))
     lines.extend(body or ["  (none)"])
     if ck.other_tensors:
-        groups = Counter()
-        nbytes = Counter()
+        groups: Counter[str] = Counter()
+        nbytes: Counter[str] = Counter()
         for name, t in ck.other_tensors.items():
             key = ".".join(name.split(".")[:2])
             groups[key] += 1

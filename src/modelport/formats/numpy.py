@@ -205,6 +205,14 @@ def _file_reader(f: BinaryIO, base: int) -> Callable[[int, int], bytes]:
     return read
 
 
+def _bytes_reader(data: bytes) -> Callable[[int, int], bytes]:
+    # A closure over this member's bytes, not the loop variable that the next member rebinds.
+    def read(offset: int, n: int) -> bytes:
+        return data[offset : offset + n]
+
+    return read
+
+
 def _open_npy(path: str, f: BinaryIO, size: int, limits: Limits) -> Checkpoint:
     header = parse_npy_header(_file_reader(f, 0), size, limits, path=path)
     # A .npy holds one unnamed array; it is named after the file ("weights.npy" -> "weights").
@@ -223,7 +231,7 @@ def _inflate(path: str, f: BinaryIO, m: zipfile.ZipInfo, offset: int) -> bytes:
     out = bytearray()
     f.seek(offset)
     left = m.compress_size
-    loc = dict(path=path, member=m.filename, format=FORMAT_IDS[1], offset=offset)
+    loc: dict[str, Any] = dict(path=path, member=m.filename, format=FORMAT_IDS[1], offset=offset)
     while left and not d.eof:
         chunk = f.read(min(left, _CHUNK))
         left -= len(chunk)
@@ -300,7 +308,7 @@ def _open_npz(path: str, f: BinaryIO, size: int, limits: Limits) -> Checkpoint:
                                     offset=offset, hint="raise Limits.member_bytes / Limits.ratio "
                                     "if you trust this file", **loc)
             data = _inflate(path, f, m, offset)
-            read = lambda o, n, data=data: data[o : o + n]  # noqa: E731
+            read = _bytes_reader(data)
         else:
             raise InputError(f"zip compression method {m.compress_type} is not supported",
                              offset=offset, hint="re-save with np.savez or np.savez_compressed",

@@ -328,7 +328,7 @@ def _plain(kind: type, scalars: bool = False) -> Callable[..., Any]:
     return build
 
 
-_TORCH_REBUILD = {
+_TORCH_REBUILD: dict[str, Callable[..., Any]] = {
     "torch._utils._rebuild_tensor": _rebuild_tensor,
     "torch._utils._rebuild_tensor_v2": _rebuild_tensor,
     "torch._utils._rebuild_tensor_v3": _rebuild_tensor_v3,
@@ -341,7 +341,7 @@ _TORCH_REBUILD = {
     "torch.device": _device,
 }
 
-_NUMPY = {
+_NUMPY: dict[str, Callable[..., Any]] = {
     f"numpy.{core}.{name}": fn
     for core in ("core.multiarray", "_core.multiarray")
     for name, fn in (("_reconstruct", _np_reconstruct), ("scalar", _np_scalar))

@@ -151,7 +151,8 @@ class Machine:
 
     # -- errors and small readers -------------------------------------------------------
 
-    def error(self, message: str, cls: type[PickleError] = PickleError, **kw: Any) -> PickleError:
+    def error(self, message: str, cls: type[PickleError | LimitExceeded] = PickleError,
+              **kw: Any) -> PickleError | LimitExceeded:
         return cls(
             message,
             path=self.path,
