@@ -39,7 +39,9 @@ $(VENV)/.bench: $(VENV)/.test
 	touch $@
 
 bench: $(VENV)/.bench
-	$(PY) bench/run.py
+	$(PY) bench/inspect_bench.py
+	$(PY) bench/convert_bench.py
+	$(PY) bench/scan/run.py
 
 $(VENV)/.dev: $(VENV)/.test
 	$(PY) -m pip install -q -e '.[dev]'
