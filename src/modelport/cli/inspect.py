@@ -156,16 +156,49 @@ def _collapse(names: list[tuple[str, TensorEntry]]) -> list[str]:
     return lines
 
 
-def _values(meta: Any, prefix: str = "", out: list[str] | None = None, limit: int = 30) -> list[str]:
-    out = [] if out is None else out
+# Subtrees people look for first in a checkpoint's plain values.
+_FIRST = ("hyper_parameters", "hparams", "config", "args", "cfg", "hyper_params")
+
+
+def _leaves(meta: Any) -> int:
     if isinstance(meta, dict) and "__class__" not in meta:
-        for k, v in meta.items():
-            if len(out) >= limit:
-                break
-            _values(v, f"{prefix}{k}.", out, limit)
-    elif len(out) < limit:
-        text = json.dumps(meta, default=str)
-        out.append(f"  {prefix.rstrip('.')} = {text[:100] + ('...' if len(text) > 100 else '')}")
+        return sum(_leaves(v) for v in meta.values())
+    return 1
+
+
+def _line(key: str, value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return f"  {key} = {text[:100] + ('...' if len(text) > 100 else '')}"
+
+
+def _values(meta: Any, limit: int = 40) -> list[str]:
+    """Plain values, most useful first: top-level scalars, then hyper-parameters and config,
+    then the rest; a large subtree of bookkeeping (Lightning's loops) becomes one line."""
+    if not isinstance(meta, dict):
+        return [_line("value", meta)]
+    flat = [(k, v) for k, v in meta.items() if not isinstance(v, dict) or "__class__" in v]
+    first = [(k, meta[k]) for k in _FIRST if isinstance(meta.get(k), dict)]
+    rest = [(k, v) for k, v in meta.items()
+            if isinstance(v, dict) and "__class__" not in v and k not in _FIRST]
+    out = [_line(str(k), v) for k, v in flat]
+
+    def walk(prefix: str, tree: Any) -> None:
+        if isinstance(tree, dict) and "__class__" not in tree and tree:
+            for k, v in tree.items():
+                walk(f"{prefix}.{k}", v)
+        else:
+            out.append(_line(prefix, tree))
+
+    for k, v in first:
+        walk(str(k), v)
+    for k, v in rest:
+        n = _leaves(v)
+        if n > 8:
+            out.append(f"  {k} = {{...}}  ({n} values; --json shows them)")
+        else:
+            walk(str(k), v)
+    if len(out) > limit:
+        out = out[:limit] + [f"  ... {len(out) - limit} more (--json shows them all)"]
     return out
 
 
@@ -184,8 +217,15 @@ def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False) 
     if "graph" in ck.info:
         g = ck.info["graph"]
         ops = ", ".join(f"{k} {v}" for k, v in list(g.get("op_counts", {}).items())[:8])
-        lines.append(f"  graph       opset {g.get('opset')}, producer {g.get('producer_name')}, "
-                     f"{g.get('node_count')} nodes: {ops}")
+        opsets = ", ".join(f"{d} {v}" for d, v in (g.get("opset_import") or {}).items())
+        lines.append(f"  graph       {g.get('node_count')} nodes ({ops}); opset {opsets}; "
+                     f"producer {g.get('producer_name') or '?'}")
+        for io in ("inputs", "outputs"):
+            specs = ", ".join(
+                f"{t.get('name')} {t.get('dtype')}"
+                f"[{', '.join('?' if d is None else str(d) for d in t.get('shape') or [])}]"
+                for t in g.get(io, [])[:6])
+            lines.append(f"  {io:<11} {specs or '(none)'}")
     where = f" (under {ck.weights_path!r})" if ck.weights_path else ""
     lines.append(f"\nweights{where}:")
     names = list(ck.weights.items())
