@@ -104,3 +104,16 @@ def test_a_full_conversion_inspects_as_the_checkpoint_it_was(corpus, capsys, tmp
     assert d["weights_path"] == "model_state_dict"
     assert d["metadata"]["epoch"] == 3 and d["metadata"]["loss"] == 0.12
     assert any(t["name"].startswith("optimizer_state_dict.") for t in d["other_tensors"])
+
+
+def test_values_put_hyper_parameters_before_bookkeeping(corpus, capsys):
+    text = _text(capsys, corpus["lightning"])
+    values = text[text.index("values:"):]
+    assert "hyper_parameters.hidden = 16" in values
+    assert "loops = {...}" in values  # Lightning's loop state: folded, --json has it
+    assert values.index("epoch = ") < values.index("hyper_parameters.") < values.index("loops")
+
+
+def test_onnx_graph_summary_in_the_human_view(corpus, capsys):
+    text = _text(capsys, corpus["onnx_external"])
+    assert "opset ai.onnx" in text and "inputs      X F32[2, 4]" in text
