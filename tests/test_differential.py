@@ -325,15 +325,10 @@ def test_onnx_initializers(corpus: dict[str, Path], case: str) -> None:
         assert_array(ck.weights[init.name], numpy_helper.to_array(init), init.name)
 
 
-BIG_ENDIAN = pytest.mark.xfail(
-    raises=modelport.errors.InputError, strict=True,
-    reason="modelport refuses big-endian .npy members (np.load byte-swaps them); drop this mark "
-    "when it reads them",
-)  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    "case", ["npz", "npz_compressed", pytest.param("npz_bigendian", marks=BIG_ENDIAN)]
+    "case", ["npz", "npz_compressed", "npz_bigendian"]
 )
 def test_npz(corpus: dict[str, Path], case: str) -> None:
     path = corpus[case]

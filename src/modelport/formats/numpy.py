@@ -23,8 +23,9 @@ Stored members are read in place; compressed ones are decompressed into memory, 
 declared size, ``limits.member_bytes`` and ``limits.ratio``, and checked against their CRC.
 
 Never executed: object arrays (``|O`` or records with object fields) are pickles, and are
-refused, never unpickled. Records, strings, datetimes and big-endian data are refused as well:
-they are not tensors modelport can map without a copy.
+refused, never unpickled. Records, strings and datetimes are refused as well: they are not
+tensors. Big-endian arrays (``>f4``) are byte-swapped into memory, within ``limits.member_bytes``:
+every tensor modelport hands on is little-endian, as safetensors and torch store them.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class NpyHeader:
     fortran: bool
     data_offset: int
     version: tuple[int, int]
+    big_endian: bool = False  # data is byte-swapped into memory on open (see _swapped)
 
     @property
     def nbytes(self) -> int:
@@ -118,7 +120,7 @@ def parse_npy_header(
     """Parse and validate a .npy header; ``read(offset, n)`` reads the stream of ``avail`` bytes.
 
     ``where`` (path, member, offset of the stream in the file) locates errors. Raises
-    ``InputError`` for object/record/big-endian/unmappable dtypes, ``Truncated`` when the stream
+    ``InputError`` for object/record/unmappable dtypes, ``Truncated`` when the stream
     is shorter than header + data, ``MalformedHeader`` for everything else.
     """
     base = where.pop("offset", 0) or 0
@@ -172,7 +174,8 @@ def parse_npy_header(
     except (TypeError, ValueError, KeyError, IndexError, RecursionError, SyntaxError) as e:
         raise bad(f"descr {descr!r} is not a numpy dtype: {e}", start) from e
     dtype = _tensor_dtype(dt, lambda msg, hint: bad(msg, start, InputError, hint))
-    header = NpyHeader(dtype, shape, fortran, start + hlen, version)
+    header = NpyHeader(dtype, shape, fortran, start + hlen, version,
+                       dt.itemsize > 1 and dt.str[0] == ">")
     if header.data_offset + header.nbytes > avail:
         raise truncated(f"array data {shape} of {dt}", header.data_offset + header.nbytes)
     return header
@@ -186,15 +189,26 @@ def _tensor_dtype(dt: np.dtype, refuse: Callable[[str, str], InputError]) -> DTy
     if dt.names is not None or dt.subdtype is not None:
         raise refuse(f"the array has a structured (record) dtype {dt.descr}, not a tensor",
                      "save each field as its own array")
-    if dt.itemsize > 1 and dt.str[0] == ">":
-        # Supporting it would mean a byte-swapped copy of every tensor: not bounded memory.
-        raise refuse(f"big-endian data ({dt.str}) is not supported",
-                     "convert with numpy: arr.astype(arr.dtype.newbyteorder('<'))")
-    dtype = by_numpy(dt)
+    dtype = by_numpy(dt.newbyteorder("<") if dt.str[0] == ">" else dt)
     if dtype is None:
         raise refuse(f"numpy dtype {dt.str} ({dt.name}) has no tensor dtype in modelport",
                      "numeric, bool and complex arrays are supported")
     return dtype
+
+
+def _swapped(header: NpyHeader, raw: bytes | memoryview, key: str, limits: Limits,
+             **loc: Any) -> Storage:
+    """A big-endian array as little-endian bytes in memory: every tensor record in modelport is
+    little-endian, as in safetensors and torch. This is the one copy a reader makes, so it is
+    capped by ``Limits.member_bytes``."""
+    if header.nbytes > limits.member_bytes:
+        raise LimitExceeded(f"a big-endian array of {header.nbytes} bytes must be byte-swapped "
+                            f"in memory, over the limit of {limits.member_bytes}",
+                            hint="re-save it little-endian: arr.astype(arr.dtype.newbyteorder('<'))",
+                            **loc)
+    dt = header.dtype.np_dtype()
+    swapped = np.frombuffer(raw, dtype=dt.newbyteorder(">"), count=header.nbytes // dt.itemsize)
+    return Storage(nbytes=header.nbytes, data=swapped.astype(dt).tobytes(), key=key)
 
 
 def _file_reader(f: BinaryIO, base: int) -> Callable[[int, int], bytes]:
@@ -218,6 +232,10 @@ def _open_npy(path: str, f: BinaryIO, size: int, limits: Limits) -> Checkpoint:
     # A .npy holds one unnamed array; it is named after the file ("weights.npy" -> "weights").
     name = os.path.splitext(os.path.basename(path))[0] or "array"
     storage = Storage(nbytes=header.nbytes, path=path, offset=header.data_offset, key=name)
+    if header.big_endian:
+        f.seek(header.data_offset)
+        storage = _swapped(header, f.read(header.nbytes), f"{path}:{name}", limits, path=path,
+                           offset=header.data_offset)
     end = header.data_offset + header.nbytes
     info = {"npy_version": "{}.{}".format(*header.version), "fortran_order": header.fortran,
             "trailing_bytes": size - end}  # more np.save calls on one handle append arrays
@@ -324,6 +342,9 @@ def _open_npz(path: str, f: BinaryIO, size: int, limits: Limits) -> Checkpoint:
             start = header.data_offset
             view = memoryview(data)[start : start + header.nbytes]
             storage = Storage(nbytes=header.nbytes, data=view, key=f"{path}:{key}")
+        if header.big_endian:
+            raw = read(header.data_offset, header.nbytes)
+            storage = _swapped(header, raw, f"{path}:{key}", limits, offset=offset, **loc)
         tree[key] = header.entry(key, storage)
     compressed = any(m.compress_type != zipfile.ZIP_STORED for m in members)
     info: dict[str, Any] = {"compressed": compressed}
