@@ -14,7 +14,7 @@ import traceback
 
 from ..errors import _ONE_LINE, ModelportError, UnsafeInput
 
-__all__ = ["main", "run"]
+__all__ = ["main", "run", "human_bytes"]
 
 # command -> (module, one-line help); the contract in DESIGN.md names these.
 COMMANDS = {
@@ -36,6 +36,15 @@ examples:
   modelport convert ./repo ./out --max-shard-size 2GB --dtype BF16
   modelport scan ~/Downloads                   exit 1 if anything would run code
 """
+
+
+def human_bytes(n: float, digits: int = 2) -> str:
+    """``1234567`` -> ``1.23 MB`` (decimal units, as file managers and ``--max-shard-size``)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.{digits}f} {unit}"
+        n /= 1000
+    return ""
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -29,8 +29,9 @@ from typing import TextIO
 
 from ..convert import convert
 from ..convert.cast import TARGETS
+from . import human_bytes
 
-__all__ = ["add_arguments", "run", "Progress", "human_bytes"]
+__all__ = ["add_arguments", "run", "Progress"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,14 +60,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "stdout (files written, tensors, bytes, notes, verification)")
     p.add_argument("--allow-unsafe", action="store_true",
                    help="convert a source the scanner flags (it is never executed either way)")
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    return ""
 
 
 class Progress:

@@ -19,7 +19,9 @@ from collections import Counter
 from typing import Any
 
 from .. import open as open_checkpoint
+from .. import sniff
 from ..model import Checkpoint, TensorEntry
+from . import human_bytes
 
 __all__ = ["add_arguments", "run", "report"]
 
@@ -68,13 +70,15 @@ def _tensor_json(t: TensorEntry) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    ck = open_checkpoint(args.path, select=args.select)
-    if ck.format in ("safetensors", "hf-repo"):
+    fmt = sniff(args.path)
+    if fmt in ("safetensors", "hf-repo"):
         # A file modelport wrote with --full or --dedupe records its tree and tied names in
         # the safetensors metadata: show the checkpoint as it was, not as a flat dict.
         from ..convert.source import load
 
         ck = load(args.path, args.select)
+    else:
+        ck = open_checkpoint(args.path, select=args.select, format=fmt)
     safety = _scan(args.path)
     if args.json:
         json.dump(report(ck, safety), sys.stdout, indent=1, default=str)
@@ -96,14 +100,6 @@ def _printable(text: str) -> str:
 
 
 # -- the human view -----------------------------------------------------------------------------
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return ""
 
 
 def _count(n: int) -> str:
@@ -204,7 +200,7 @@ def _values(meta: Any, limit: int = 40) -> list[str]:
 
 def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False) -> str:
     lines = [f"{ck.path}", f"  format      {ck.format}", f"  kind        {ck.kind}",
-             f"  size        {_size(ck.file_size)}",
+             f"  size        {human_bytes(ck.file_size, digits=1)}",
              f"  parameters  {_count(ck.parameters)} in {len(ck.weights)} tensors"]
     dt: Counter[str] = Counter()
     for t in ck.weights.values():
@@ -240,7 +236,7 @@ def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False) 
             nbytes[key] += t.nbytes
         lines.append("\nother tensors:")
         for key, n in groups.most_common(12):
-            lines.append(f"  {key:<48} {n} tensors, {_size(nbytes[key])}")
+            lines.append(f"  {key:<48} {n} tensors, {human_bytes(nbytes[key], digits=1)}")
     vals = _values(ck.metadata)
     if vals:
         lines.append("\nvalues:")

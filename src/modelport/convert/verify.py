@@ -105,8 +105,6 @@ def _int_diff(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     same = xa == xb  # numpy compares int64 with uint64 by value
 
     def u64(x: np.ndarray) -> np.ndarray:
-        import numpy as np
-
         return x.astype(np.uint64) if x.dtype.kind == "u" else x.astype(np.int64).astype(np.uint64)
 
     ua, ub = u64(xa), u64(xb)
