@@ -31,13 +31,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections import OrderedDict
 from pathlib import Path
+
+from measure import write_section
+from reference import gpt_state_dict
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "convert"
 PY = sys.executable
-VOCAB, CTX = 50257, 1024
 SIZES = {"2.1 GB": (1280, 24), "0.5 GB": (768, 12)}  # (d_model, layers): GPT-2 large-ish, small
 
 TORCH_SAVE_FILE = r"""
@@ -85,25 +86,7 @@ def make_state(path: Path, d: int, layers: int) -> int:
     """A GPT-2-shaped fp32 state_dict, lm_head tied to wte; returns the file size."""
     import torch
 
-    g = torch.Generator().manual_seed(0)
-
-    def t(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=g) * 0.02
-
-    sd: OrderedDict[str, torch.Tensor] = OrderedDict()
-    sd["transformer.wte.weight"] = t(VOCAB, d)
-    sd["transformer.wpe.weight"] = t(CTX, d)
-    for i in range(layers):
-        p = f"transformer.h.{i}."
-        sd[p + "ln_1.weight"], sd[p + "ln_1.bias"] = torch.ones(d), torch.zeros(d)
-        sd[p + "attn.c_attn.weight"], sd[p + "attn.c_attn.bias"] = t(d, 3 * d), t(3 * d)
-        sd[p + "attn.c_proj.weight"], sd[p + "attn.c_proj.bias"] = t(d, d), t(d)
-        sd[p + "ln_2.weight"], sd[p + "ln_2.bias"] = torch.ones(d), torch.zeros(d)
-        sd[p + "mlp.c_fc.weight"], sd[p + "mlp.c_fc.bias"] = t(d, 4 * d), t(4 * d)
-        sd[p + "mlp.c_proj.weight"], sd[p + "mlp.c_proj.bias"] = t(4 * d, d), t(d)
-    sd["transformer.ln_f.weight"], sd["transformer.ln_f.bias"] = torch.ones(d), torch.zeros(d)
-    sd["lm_head.weight"] = sd["transformer.wte.weight"]  # the tied weight
-    torch.save(sd, path)
+    torch.save(gpt_state_dict(d, layers), path)
     return path.stat().st_size
 
 
@@ -225,18 +208,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(section: str) -> None:
-    readme = HERE / "README.md"
-    text = readme.read_text() if readme.exists() else "# Benchmarks\n"
-    start = text.find("\n## convert\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        nxt = text.find("\n## ", start + 1)
-        text = text[:start + 1] + section + (text[nxt:] if nxt >= 0 else "")
-    readme.write_text(text.rstrip("\n") + "\n")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="rounds of every job (the fastest run "
@@ -281,7 +252,7 @@ def main() -> int:
             "2.2-2.5 GiB for the peers: tensor bytes are "
             "copied in the kernel (copy_file_range) or through 1 MiB chunks, never mapped "
             "whole.\n")
-        write_readme(section)
+        write_section("convert", section)
     return 0
 
 

@@ -18,7 +18,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from measure import measure  # noqa: E402
+from measure import measure, write_section  # noqa: E402
 from reference import ensure  # noqa: E402
 
 JOBS = {
@@ -76,22 +76,6 @@ def main() -> None:
                  "directory and data.pkl and never maps tensor data for inspect; torch.load maps "
                  "the whole file (mapped pages are not in rchar but show in its RSS).")
     write_section("inspect", "\n".join(lines))
-
-
-def write_section(name: str, text: str) -> None:
-    """Replace the `## name` section of bench/README.md, keeping the others."""
-    readme = os.path.join(HERE, "README.md")
-    old = "# Benchmarks\n"
-    if os.path.exists(readme):
-        with open(readme) as f:
-            old = f.read()
-    parts = old.split("\n## ")
-    head, sections = parts[0], {p.split("\n", 1)[0].strip(): "## " + p for p in parts[1:]}
-    sections[name] = text.rstrip() + "\n"
-    body = head.rstrip() + "\n\n" + "\n".join(s.rstrip() + "\n" for s in sections.values())
-    with open(readme + ".tmp", "w") as f:
-        f.write(body)
-    os.replace(readme + ".tmp", readme)
 
 
 if __name__ == "__main__":

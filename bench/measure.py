@@ -1,8 +1,10 @@
-"""Run a snippet in a fresh interpreter; report wall seconds, peak RSS and bytes read."""
+"""Shared by the benchmarks: run a snippet in a fresh interpreter (wall seconds, peak RSS, bytes
+read), and replace one section of bench/README.md."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -34,3 +36,20 @@ def measure(code: str, path: str) -> dict:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["seconds"] = wall
     return result
+
+
+def write_section(name: str, text: str) -> None:
+    """Replace the ``## name`` section of bench/README.md (``text`` starts with that heading);
+    the other benchmarks' sections stay as they are."""
+    readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
+    old = "# Benchmarks\n"
+    if os.path.exists(readme):
+        with open(readme) as f:
+            old = f.read()
+    parts = old.split("\n## ")
+    head, sections = parts[0], {p.split("\n", 1)[0].strip(): "## " + p for p in parts[1:]}
+    sections[name] = text.rstrip() + "\n"
+    body = head.rstrip() + "\n\n" + "\n".join(s.rstrip() + "\n" for s in sections.values())
+    with open(readme + ".tmp", "w") as f:
+        f.write(body)
+    os.replace(readme + ".tmp", readme)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 
+VOCAB, CTX = 50257, 1024
 
-def build(gb: float) -> dict:
+
+def gpt_state_dict(d: int, layers: int, vocab: int = VOCAB, ctx: int = CTX) -> dict:
+    """GPT-2 names and shapes, fp32, seeded; lm_head.weight is wte.weight (the tied weight)."""
     import torch
 
-    d, vocab, ctx = 1600, 50257, 1024
-    per_layer = (4 * d * d + 4 * d) + (8 * d * d + 5 * d) + 4 * d  # attn, mlp, norms
-    fixed = vocab * d + ctx * d + 2 * d
-    layers = max(1, int((gb * 1e9 / 4 - fixed) // per_layer))
     g = torch.Generator().manual_seed(0)
 
     def t(*shape):
@@ -35,6 +34,14 @@ def build(gb: float) -> dict:
     sd["transformer.ln_f.weight"], sd["transformer.ln_f.bias"] = torch.ones(d), torch.zeros(d)
     sd["lm_head.weight"] = sd["transformer.wte.weight"]  # the tied weight
     return sd
+
+
+def build(gb: float) -> dict:
+    """The reference file's state_dict: d_model 1600, as many layers as reach ``gb``."""
+    d = 1600
+    per_layer = (4 * d * d + 4 * d) + (8 * d * d + 5 * d) + 4 * d  # attn, mlp, norms
+    fixed = VOCAB * d + CTX * d + 2 * d
+    return gpt_state_dict(d, max(1, int((gb * 1e9 / 4 - fixed) // per_layer)))
 
 
 def ensure(path: str, gb: float) -> str:

@@ -32,7 +32,7 @@ BENCH = HERE.parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from measure import measure  # noqa: E402  (bench/measure.py: a job in a fresh interpreter)
+from measure import measure, write_section  # noqa: E402  (bench/measure.py: shared helpers)
 
 TOOLS = ["modelport", "picklescan", "picklescan --strict", "modelscan", "fickling"]
 
@@ -316,19 +316,6 @@ def timing(big: Path, folder: Path) -> list[str]:
                          f"{r['maxrss_kb'] / 1024:.0f} | {read} |")
         lines.append("")
     return lines
-
-
-def write_section(name: str, text: str) -> None:
-    """Replace the `## name` section of bench/README.md; other people's sections stay."""
-    readme = BENCH / "README.md"
-    old = readme.read_text() if readme.exists() else "# Benchmarks\n"
-    parts = old.split("\n## ")
-    head, sections = parts[0], {p.split("\n", 1)[0].strip(): "## " + p for p in parts[1:]}
-    sections[name] = text.rstrip() + "\n"
-    body = head.rstrip() + "\n\n" + "\n".join(s.rstrip() + "\n" for s in sections.values())
-    tmp = readme.with_suffix(".md.tmp")
-    tmp.write_text(body)
-    os.replace(tmp, readme)
 
 
 def main() -> None:
