@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from testkit import load_module
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def load_generator() -> ModuleType:
     """tests/fixtures/generate.py as a module (registered, so torch.jit can read its source)."""
-    name = "modelport_fixture_generate"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, FIXTURES / "generate.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_module("modelport_fixture_generate", FIXTURES / "generate.py")
 
 
 @pytest.fixture(scope="session")

@@ -21,17 +21,14 @@ and never loaded by anything but modelport.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
 import os
 import random
 import shutil
-import signal
 import struct
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +37,7 @@ torch = pytest.importorskip("torch")
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from testkit import data_pkl, deadline, edits, mutate, rezip  # noqa: E402
 
 from modelport.cli import main  # noqa: E402
 
@@ -52,26 +50,10 @@ class Hang(BaseException):
     """Not an Exception: the scanner's last-resort ``except Exception`` must not swallow it."""
 
 
-@contextlib.contextmanager
-def _deadline(seconds: float) -> Iterator[None]:
-    """Fail instead of hanging (a FIFO opened for reading blocks forever)."""
-
-    def expire(signum: int, frame: object) -> None:
-        raise Hang(f"no answer after {seconds} s: a hang")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
 def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
     """``modelport ARGV``; asserts what holds for every command, whatever the input."""
     capsys.readouterr()
-    with _deadline(30):
+    with deadline(30, Hang):
         code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     assert "Traceback" not in err and "internal error" not in err, err
@@ -197,20 +179,6 @@ def flips(data: bytes, rng: random.Random, lo: int, hi: int) -> bytes:
     return bytes(buf)
 
 
-def data_pkl(path: Path) -> bytes:
-    with zipfile.ZipFile(path) as zf:
-        return zf.read(next(n for n in zf.namelist() if n.endswith("data.pkl")))
-
-
-def rezip(src: Path, pickle_bytes: bytes, out: Path) -> Path:
-    """``src`` with its data.pkl replaced, every other member kept, re-zipped ZIP_STORED."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zout:
-        for info in zin.infolist():
-            zout.writestr(info.filename, pickle_bytes if info.filename.endswith("/data.pkl")
-                          else zin.read(info))
-    return out
-
-
 # A loader that unpickles this runs `true`: os.system("true"). Opcodes, never pickle.loads.
 GADGET = b"cos\nsystem\nX\x04\x00\x00\x00trueR"
 
@@ -259,37 +227,16 @@ def test_flipped_headers_and_zip_directories(corpus: dict[str, Path], tmp_path: 
 
 _ARCHIVES = ("dtypes_zip", "layouts_zip", "training_zip", "lightning", "full_model", "torchscript",
              "quantized_zip")
-_EDIT = st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255),
-                  st.sampled_from(["flip", "insert", "delete", "truncate"]))
-
-
-def _edit(data: bytes, edits: list[tuple[float, int, str]]) -> bytes:
-    buf = bytearray(data)
-    for where, value, how in edits:
-        if not buf:
-            break
-        i = int(where * len(buf))
-        if how == "flip":
-            buf[i] = value
-        elif how == "insert":
-            buf[i:i] = bytes([value]) * (value % 5 + 1)
-        elif how == "delete":
-            del buf[i:i + value % 9 + 1]
-        else:
-            del buf[i:]
-    return bytes(buf)
-
-
 @settings(max_examples=100, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(archive=st.sampled_from(_ARCHIVES), edits=st.lists(_EDIT, min_size=1, max_size=3),
+@given(archive=st.sampled_from(_ARCHIVES), edit_list=st.lists(edits(), min_size=1, max_size=3),
        target=st.sampled_from(TARGETS), allow_unsafe=st.booleans())
 def test_rewritten_data_pkl(corpus: dict[str, Path], tmp_path: Path,
-                            capsys: pytest.CaptureFixture[str], archive: str, edits: list,
+                            capsys: pytest.CaptureFixture[str], archive: str, edit_list: list,
                             target: tuple[str, tuple[str, ...]], allow_unsafe: bool) -> None:
     if archive not in corpus:
         pytest.skip(f"{archive} not in the corpus")
-    src = rezip(corpus[archive], _edit(data_pkl(corpus[archive]), edits),
+    src = rezip(corpus[archive], mutate(data_pkl(corpus[archive]), edit_list),
                 tmp_path / f"m{next(_COUNTER)}.pt")
     code, err = convert(capsys, src, tmp_path / "out", *target, allow_unsafe=allow_unsafe)
     if code == 2 and "code a loader would run" in err:

@@ -18,7 +18,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import struct
 import tracemalloc
 import zipfile
@@ -30,6 +29,7 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from testkit import data_pkl, deadline, edits, mutate, rezip  # noqa: E402
 
 import modelport  # noqa: E402
 from modelport import errors  # noqa: E402
@@ -43,31 +43,12 @@ from modelport.model import Storage, TensorEntry  # noqa: E402
 # -- the property ---------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _deadline(seconds: float) -> Iterator[None]:
-    """Fail instead of hanging (a FIFO opened for reading, a walk over 2**40 paths)."""
-    if not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    def expire(signum: int, frame: object) -> None:
-        raise AssertionError(f"no answer after {seconds} s: a hang")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
 def exercise(path: Path | str, seconds: float = 10) -> Exception | modelport.Checkpoint:
     """Open ``path`` and do what ``inspect`` does with it; only ModelportError may escape.
 
     Returns the error or the checkpoint, so a test can say which one it expects.
     """
-    with _deadline(seconds):
+    with deadline(seconds):
         try:
             ck = modelport.open(path)
         except ModelportError as exc:
@@ -189,55 +170,19 @@ _ARCHIVES = ("dtypes_zip", "layouts_zip", "protocol4_zip", "quantized_zip", "tra
              "lightning", "full_model", "torchscript")
 
 
-def rezip(src: Path, pickle_bytes: bytes, out: Path) -> Path:
-    """``src`` with its data.pkl replaced, every other member kept: a valid, stored zip."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zout:
-        for info in zin.infolist():
-            body = zin.read(info)
-            zout.writestr(info.filename, pickle_bytes if info.filename.endswith("/data.pkl")
-                          else body)
-    return out
-
-
-def _data_pkl(path: Path) -> bytes:
-    with zipfile.ZipFile(path) as zf:
-        return zf.read(next(n for n in zf.namelist() if n.endswith("/data.pkl")))
-
-
-edit = st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255),
-                 st.sampled_from(["flip", "insert", "delete", "truncate"]))
-
-
-def _edit(data: bytes, edits: list[tuple[float, int, str]]) -> bytes:
-    buf = bytearray(data)
-    for where, value, how in edits:
-        if not buf:
-            break
-        i = int(where * len(buf))
-        if how == "flip":
-            buf[i] = value
-        elif how == "insert":
-            buf[i:i] = bytes([value]) * (value % 5 + 1)
-        elif how == "delete":
-            del buf[i : i + value % 9 + 1]
-        else:
-            del buf[i:]
-    return bytes(buf)
-
-
 @settings(max_examples=250, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(archive=st.sampled_from(_ARCHIVES), edits=st.lists(edit, min_size=1, max_size=4))
+@given(archive=st.sampled_from(_ARCHIVES), edit_list=st.lists(edits(), min_size=1, max_size=4))
 def test_mutated_data_pkl(corpus: dict[str, Path], tmp_path: Path, archive: str,
-                          edits: list) -> None:
+                          edit_list: list) -> None:
     src = corpus[archive]
-    exercise(rezip(src, _edit(_data_pkl(src), edits), tmp_path / f"{next(_COUNTER)}.pt"))
+    exercise(rezip(src, mutate(data_pkl(src), edit_list), tmp_path / f"{next(_COUNTER)}.pt"))
 
 
 @pytest.mark.parametrize("archive", _ARCHIVES)
 def test_data_pkl_truncated_everywhere(corpus: dict[str, Path], tmp_path: Path,
                                        archive: str) -> None:
-    pkl = _data_pkl(corpus[archive])
+    pkl = data_pkl(corpus[archive])
     for cut in range(0, len(pkl), max(1, len(pkl) // 80)):
         got = exercise(rezip(corpus[archive], pkl[:cut], tmp_path / f"{cut}.pt"))
         assert isinstance(got, errors.PickleError), got  # a pickle without its STOP
@@ -673,7 +618,7 @@ def test_cli_inspect_exit_codes(corpus: dict[str, Path], tmp_path: Path, as_json
     codes = set()
     for path in _cli_cases(corpus, tmp_path):
         out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _deadline(20):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), deadline(20):
             code = main(["inspect", str(path), *(["--json"] if as_json else [])])
         lines = err.getvalue().splitlines()
         assert code in (0, 2), (path, code, lines)

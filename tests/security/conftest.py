@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from testkit import load_module
 
 HERE = Path(__file__).parent
 
 
 def load_corpus() -> ModuleType:
     """tests/security/corpus.py as a module (the bench imports it the same way)."""
-    name = "modelport_security_corpus"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / "corpus.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_module("modelport_security_corpus", HERE / "corpus.py")
 
 
 @pytest.fixture(scope="session")

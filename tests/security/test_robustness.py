@@ -12,43 +12,24 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from testkit import edits, mutate  # noqa: E402
 
 from modelport.scan import scan_file  # noqa: E402
 
 from .conftest import load_corpus  # noqa: E402
 
-mutation = st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255),
-                     st.sampled_from(["flip", "insert", "delete", "truncate"]))
-
-
-def _mutate(data: bytes, edits: list[tuple[float, int, str]]) -> bytes:
-    buf = bytearray(data)
-    for where, value, how in edits:
-        if not buf:
-            break
-        i = int(where * len(buf))
-        if how == "flip":
-            buf[i] = value
-        elif how == "insert":
-            buf[i:i] = bytes([value]) * (value % 7 + 1)
-        elif how == "delete":
-            del buf[i:i + value % 13 + 1]
-        else:
-            del buf[i:]
-    return bytes(buf)
-
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(index=st.integers(0, len(load_corpus().SAMPLES) - 1),
-       edits=st.lists(mutation, min_size=1, max_size=4))
-def test_mutated_samples_never_crash_the_scanner(index: int, edits: list) -> None:
+       edit_list=st.lists(edits(), min_size=1, max_size=4))
+def test_mutated_samples_never_crash_the_scanner(index: int, edit_list: list) -> None:
     sample = load_corpus().SAMPLES[index]
     if sample.needs:
         return  # keep this property free of optional libraries
     with tempfile.TemporaryDirectory() as tmp:
         canary = Path(tmp) / "CANARY"
         path = Path(tmp) / sample.name
-        path.write_bytes(_mutate(sample.build(str(canary)), edits))
+        path.write_bytes(mutate(sample.build(str(canary)), edit_list, insert=7, delete=13))
         report = scan_file(path)
         assert report.verdict in ("clean", "unsafe", "error")
         assert not [e for e in report.errors if "internal error" in e], report.errors
