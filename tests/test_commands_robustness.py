@@ -28,7 +28,6 @@ import os
 import random
 import shutil
 import struct
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -37,7 +36,15 @@ torch = pytest.importorskip("torch")
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from testkit import data_pkl, deadline, edits, mutate, rezip  # noqa: E402
+from testkit import (  # noqa: E402
+    binunicode,
+    data_pkl,
+    deadline,
+    edits,
+    mutate,
+    rezip,
+    torch_zip,
+)
 
 from modelport.cli import main  # noqa: E402
 
@@ -580,37 +587,22 @@ def test_verify_select_of_a_missing_subtree(corpus: dict[str, Path],
 P2 = b"\x80\x02"
 
 
-def _s(text: str) -> bytes:  # BINUNICODE
-    raw = text.encode()
-    return b"X" + struct.pack("<I", len(raw)) + raw
-
-
-def _torch_zip(pickle_bytes: bytes, out: Path) -> Path:
-    """A torch.save-shaped archive holding one 24-byte storage, ``data/0``."""
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
-        zf.writestr("archive/data.pkl", pickle_bytes)
-        zf.writestr("archive/byteorder", "little")
-        zf.writestr("archive/data/0", bytes(range(24)))
-        zf.writestr("archive/version", "3\n")
-    return out
-
-
 def _view(offset: int, size: tuple[int, int]) -> bytes:
     """{'w': a float tensor of ``size`` at ``offset`` into the 6-element storage data/0}."""
-    pid = (b"(" + _s("storage") + b"ctorch\nFloatStorage\n" + _s("0") + _s("cpu")
+    pid = (b"(" + binunicode("storage") + b"ctorch\nFloatStorage\n" + binunicode("0") + binunicode("cpu")
            + b"K\x06tQ")
     args = (b"(" + pid + b"K" + bytes([offset]) + b"(K" + bytes([size[0]]) + b"K"
             + bytes([size[1]]) + b"t(K" + bytes([size[1]]) + b"K\x01t\x89"
             + b"ccollections\nOrderedDict\n)Rt")
-    return P2 + b"}" + _s("w") + b"ctorch._utils\n_rebuild_tensor_v2\n" + args + b"Rs."
+    return P2 + b"}" + binunicode("w") + b"ctorch._utils\n_rebuild_tensor_v2\n" + args + b"Rs."
 
 
 def test_view_past_its_storage_is_refused(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     """The torch writer copies whole storages: a view that reaches past its storage used to be
     written as it was, into a .pt that torch.load refuses."""
-    good = _torch_zip(_view(0, (2, 3)), tmp_path / "good.pt")
-    bad = _torch_zip(_view(10, (2, 3)), tmp_path / "bad.pt")
+    good = torch_zip(_view(0, (2, 3)), tmp_path / "good.pt")
+    bad = torch_zip(_view(10, (2, 3)), tmp_path / "bad.pt")
     for suffix, opts in TARGETS[:6]:
         assert convert(capsys, good, tmp_path / "out", suffix, opts)[0] == 0
         code, err = convert(capsys, bad, tmp_path / "out", suffix, opts)
@@ -620,7 +612,7 @@ def test_view_past_its_storage_is_refused(tmp_path: Path,
 def test_source_without_weights_is_an_error(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """Nothing to write used to give an empty output (an empty .npz nothing reads back)."""
-    src = _torch_zip(P2 + b"}" + _s("epoch") + b"K\x03s.", tmp_path / "values.pt")
+    src = torch_zip(P2 + b"}" + binunicode("epoch") + b"K\x03s.", tmp_path / "values.pt")
     for suffix, opts in TARGETS:
         if "--full" in opts:
             continue  # --full keeps the plain values: that conversion is meaningful

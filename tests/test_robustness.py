@@ -29,7 +29,15 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from testkit import data_pkl, deadline, edits, mutate, rezip  # noqa: E402
+from testkit import (  # noqa: E402
+    binunicode,
+    data_pkl,
+    deadline,
+    edits,
+    mutate,
+    rezip,
+    torch_zip,
+)
 
 import modelport  # noqa: E402
 from modelport import errors  # noqa: E402
@@ -194,9 +202,7 @@ def test_data_pkl_truncated_everywhere(corpus: dict[str, Path], tmp_path: Path,
 P2 = b"\x80\x02"
 
 
-def s(text: str) -> bytes:  # BINUNICODE
-    raw = text.encode("utf-8", "surrogatepass")
-    return b"X" + struct.pack("<I", len(raw)) + raw
+s = binunicode  # short: the hostile pickles below use it on every line
 
 
 def i(v: int) -> bytes:  # BININT or LONG1/LONG4
@@ -246,16 +252,6 @@ def state_dict(value: bytes) -> bytes:
 def module(body: bytes) -> bytes:
     """A pickled nn.Module: NEWOBJ, then BUILD with its __dict__."""
     return glob("torch.nn", "Linear") + b")\x81" + b"}(" + body + b"ub"
-
-
-def torch_zip(pickle_bytes: bytes, out: Path) -> Path:
-    """A torch.save-shaped archive holding one 24-byte storage, ``data/0``."""
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
-        zf.writestr("archive/data.pkl", pickle_bytes)
-        zf.writestr("archive/byteorder", "little")
-        zf.writestr("archive/data/0", bytes(range(24)))
-        zf.writestr("archive/version", "3\n")
-    return out
 
 
 Expect = type[ModelportError] | None  # None: it reads; else the error class it must raise

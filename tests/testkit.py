@@ -1,5 +1,5 @@
 """Helpers several test files share: loading a checked-in script as a module, byte mutations
-for the robustness properties, rewriting a torch archive's data.pkl, and a hang guard.
+for the robustness properties, hand-written torch archives and data.pkl rewrites, a hang guard.
 
 Importable from every test (pytest puts tests/ on sys.path, as the folder of the top conftest).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import signal
+import struct
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -54,6 +55,23 @@ def mutate(data: bytes, edit_list: list[tuple[float, int, str]], *, insert: int 
         else:
             del buf[i:]
     return bytes(buf)
+
+
+def binunicode(text: str) -> bytes:
+    """The BINUNICODE opcode pushing ``text``: for pickles written by hand in tests (lone
+    surrogates pass, as pickle's own writer lets them)."""
+    raw = text.encode("utf-8", "surrogatepass")
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+def torch_zip(pickle_bytes: bytes, out: Path) -> Path:
+    """A torch.save-shaped archive around ``pickle_bytes`` with one 24-byte storage, data/0."""
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("archive/data.pkl", pickle_bytes)
+        zf.writestr("archive/byteorder", "little")
+        zf.writestr("archive/data/0", bytes(range(24)))
+        zf.writestr("archive/version", "3\n")
+    return out
 
 
 def data_pkl(path: Path) -> bytes:
