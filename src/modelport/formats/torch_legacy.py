@@ -26,7 +26,7 @@ from ..classify import classify, plain
 from ..errors import MalformedHeader, ModelportError, PickleError, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Storage
-from ..pickle import Machine, StorageRef
+from ..pickle import Result, StorageRef, unpickle
 from ..pickle.machine import Ref, brief
 
 FORMAT_ID = "torch-legacy"
@@ -69,10 +69,8 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
         raise
 
 
-def _run(buf: memoryview, pos: int, path: str, limits: Limits, load: Any = None) -> Machine:
-    m = Machine(buf, pos, path=path, persistent_load=load, limits=limits, strict=True)
-    m.result = m.run()  # type: ignore[attr-defined]
-    return m
+def _run(buf: memoryview, pos: int, path: str, limits: Limits, load: Any = None) -> Result:
+    return unpickle(buf, pos, path=path, persistent_load=load, limits=limits, strict=True)
 
 
 def _read(path: str, buf: memoryview, size: int, limits: Limits,
@@ -81,7 +79,7 @@ def _read(path: str, buf: memoryview, size: int, limits: Limits,
     header = []
     for _ in range(3):  # magic, protocol version, sys_info
         m = _run(buf, pos, path, limits)
-        header.append(m.result)  # type: ignore[attr-defined]
+        header.append(m.value)
         pos = m.end
     if header[0] != MAGIC:
         raise MalformedHeader("not a legacy torch file (bad magic number)", path=path, offset=0)
@@ -99,7 +97,7 @@ def _read(path: str, buf: memoryview, size: int, limits: Limits,
 
     first = _run(buf, tree_start, path, limits, probe)
     keys_m = _run(buf, first.end, path, limits)
-    keys = keys_m.result  # type: ignore[attr-defined]
+    keys = keys_m.value
     if not isinstance(keys, list):
         raise MalformedHeader("storage key list is not a list", path=path, offset=first.end)
     storages: dict[str, Storage] = {}
@@ -137,5 +135,5 @@ def _read(path: str, buf: memoryview, size: int, limits: Limits,
         return StorageRef(st, dt)
 
     second = _run(buf, tree_start, path, limits, load)
-    return classify(path, FORMAT_ID, second.result, globals=second.globals,  # type: ignore[attr-defined]
+    return classify(path, FORMAT_ID, second.value, globals=second.globals,
                     select_path=select, file_size=size, info={"sys_info": plain(sys_info)})

@@ -23,7 +23,7 @@ from ..containers.zip import ZipArchive, ZipMember
 from ..errors import MalformedHeader, ModelportError, PickleError, UnknownFormat
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Storage
-from ..pickle import Machine, StorageRef
+from ..pickle import Result, StorageRef, unpickle
 from ..pickle.machine import Ref, brief
 
 FORMAT_ID = "torch-zip"
@@ -79,12 +79,10 @@ def storage_loader(archive: ZipArchive, prefix: str, members: dict[str, ZipMembe
 
 
 def unpickle_member(archive: ZipArchive, member: ZipMember, persistent_load: Any,
-                    limits: Limits) -> Machine:
-    data = archive.read(member, limits)
-    m = Machine(data, base=member.data_offset, member=member.name, path=archive.path,
-                persistent_load=persistent_load, limits=limits, strict=True)
-    m.result = m.run()  # type: ignore[attr-defined]
-    return m
+                    limits: Limits) -> Result:
+    return unpickle(archive.read(member, limits), base=member.data_offset, member=member.name,
+                    path=archive.path, persistent_load=persistent_load, limits=limits,
+                    strict=True)
 
 
 def check_byteorder(archive: ZipArchive, prefix: str, members: dict[str, ZipMember],
@@ -106,7 +104,7 @@ class Loaded:
     prefix: str
     members: dict[str, ZipMember]
     tree: Any
-    machine: Machine
+    result: Result
 
 
 def load(path: str, limits: Limits) -> Loaded:
@@ -124,10 +122,10 @@ def load(path: str, limits: Limits) -> Loaded:
     except ModelportError as exc:
         exc.located(path=path, member=pkl.name)
         raise
-    return Loaded(archive, prefix, members, m.result, m)  # type: ignore[attr-defined]
+    return Loaded(archive, prefix, members, m.value, m)
 
 
 def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) -> Checkpoint:
     t = load(path, limits)
-    return classify(path, FORMAT_ID, t.tree, globals=t.machine.globals, select_path=select,
+    return classify(path, FORMAT_ID, t.tree, globals=t.result.globals, select_path=select,
                     file_size=t.archive.size, info={"archive": t.prefix.rstrip("/")})

@@ -74,7 +74,7 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
                   and n.endswith(".py"))
     info = {"archive": prefix.rstrip("/"), "code": code,
             "class": root.cls if isinstance(root, Opaque) else None}
-    ck = classify(path, FORMAT_ID, root, globals=t.machine.globals, kind="torchscript", info=info,
+    ck = classify(path, FORMAT_ID, root, globals=t.result.globals, kind="torchscript", info=info,
                   select_path=select, file_size=archive.size)
     if select is None and isinstance(root, Opaque):
         ck.weights = {name: t.renamed(name) for name, t in _walk(root, decls, "", set())}
