@@ -14,7 +14,7 @@ from .containers.zip import ZipArchive, is_zip
 from .errors import UnknownFormat
 from .limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["sniff", "describe_bytes"]
+__all__ = ["sniff", "describe_bytes", "is_npz_listing"]
 
 HEAD = 4096
 
@@ -69,11 +69,17 @@ def _sniff_zip(path: str, limits: Limits) -> str:
         if f"{folder}/constants.pkl" in names or any(n.startswith(f"{folder}/code/") for n in names):
             return "torchscript"
         return "torch-zip"
-    if all(n.endswith(".npy") for n in names):  # np.savez() of nothing is an empty zip
+    if is_npz_listing(names):
         return "numpy-npz"
     raise UnknownFormat(
         f"zip archive with {len(names)} members but no torch data.pkl or .npy members "
         f"(first: {names[:3]})", path=path, hint="not a model archive modelport knows")
+
+
+def is_npz_listing(names: list[str]) -> bool:
+    """A zip whose members (folder entries aside) are all ``*.npy`` is an npz: what np.savez
+    writes, an empty archive included (np.savez() of nothing)."""
+    return all(n.endswith(".npy") for n in names if not n.endswith("/"))
 
 
 _SIGNATURES = [

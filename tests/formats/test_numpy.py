@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modelport.detect import is_npz_listing
 from modelport.errors import InputError, LimitExceeded, MalformedHeader, Truncated
 from modelport.formats import numpy as np_format
 from modelport.limits import Limits
@@ -115,8 +116,8 @@ def test_sniff(tmp_path: Path) -> None:
     np.save(path, np.zeros(2))
     assert np_format.sniff(path.read_bytes()[:16])
     assert not np_format.sniff(b"PK\x03\x04")
-    assert np_format.is_npz_listing(["a.npy", "b.npy"])
-    assert not np_format.is_npz_listing(["archive/data.pkl", "archive/data/0"])
+    assert is_npz_listing(["a.npy", "b.npy"])
+    assert not is_npz_listing(["archive/data.pkl", "archive/data/0"])
 
 
 # ---------------------------------------------------------------------------- refusals

@@ -37,7 +37,7 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -49,7 +49,7 @@ from ..errors import InputError, LimitExceeded, MalformedHeader, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Storage, TensorEntry
 
-__all__ = ["FORMAT_ID", "FORMAT_IDS", "MAGIC", "NpyHeader", "sniff", "is_npz_listing",
+__all__ = ["FORMAT_ID", "FORMAT_IDS", "MAGIC", "NpyHeader", "sniff",
            "parse_npy_header", "open"]
 
 FORMAT_ID = "numpy-npy"
@@ -101,14 +101,8 @@ class NpyHeader:
 
 
 def sniff(head: bytes) -> bool:
-    """The bytes start a .npy file (a .npz is a zip: see ``is_npz_listing``)."""
+    """The bytes start a .npy file (a .npz is a zip: see ``detect.is_npz_listing``)."""
     return head[:6] == MAGIC
-
-
-def is_npz_listing(names: Iterable[str]) -> bool:
-    """A zip whose members are all ``*.npy`` files is an npz (what np.savez writes)."""
-    names = [n for n in names if not n.endswith("/")]
-    return all(n.endswith(".npy") for n in names)
 
 
 def parse_npy_header(
