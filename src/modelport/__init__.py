@@ -12,7 +12,6 @@ import os
 from typing import TYPE_CHECKING
 
 from . import errors
-from .classify import classify
 from .detect import sniff
 from .errors import ModelportError
 from .limits import DEFAULT_LIMITS, Limits
@@ -53,20 +52,20 @@ def open(
 
     ``select`` picks the weights subtree by dotted path; ``format`` skips detection.
     """
-    from .formats import module_for
+    from .formats import Options, get
 
     path = os.fspath(path)
+    if not os.path.exists(path):
+        raise errors.FileMissing(f"no such file or folder: {path}", path=path,
+                                 hint="check the path")
     fmt = format or sniff(path, limits)
     try:
-        reader = module_for(fmt).open
-        if select is None:
-            return reader(path, limits)
-        code = reader.__code__
-        if "select" in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]:
-            return reader(path, limits, select=select)
-        ck = reader(path, limits)  # a flat format: select a prefix of its names
-        return classify(ck.path, ck.format, ck.tree, globals=ck.globals, info=ck.info,
-                        select_path=select, file_size=ck.file_size)
+        spec = get(fmt)
+        reader = spec.reader()
+        if reader is None:
+            raise errors.UnsupportedFormat(spec.unsupported or f"{spec.title} cannot be read yet",
+                                           path=path, format=fmt)
+        return reader(path, Options(limits=limits, select=select))
     except KeyError as exc:
         if select is None:
             raise  # a reader's bug, not a missing subtree: it must not pass for bad usage

@@ -338,3 +338,11 @@ def classify(
 def _raw_tensors(obj: Any) -> Iterator[TensorEntry]:
     for _, t in flatten_tensors(obj):
         yield t
+
+
+def reselect(ck: Checkpoint, select: str | None) -> Checkpoint:
+    """A flat format's Checkpoint with ``--select`` applied to its tree (a prefix of names)."""
+    if select is None:
+        return ck
+    return classify(ck.path, ck.format, ck.tree, globals=ck.globals, info=ck.info,
+                    select_path=select, file_size=ck.file_size)

@@ -1,85 +1,68 @@
 """Which format a path holds, decided by its bytes; the extension is never consulted.
 
-Order matters only where formats nest: a zip is looked inside (torch.save and TorchScript
-archives and .npz files are all zips), a legacy torch file is a pickle with torch's magic
-number first, and safetensors/ONNX are recognised by a strict look at their first header.
+The decision is the registry's (``formats.identify``): every format module registers a sniffer
+that sees the file's head and tail, a zip's member names or a folder's listing, and the first
+in registry order that claims the probe wins. This module adds only the messages for bytes no
+format claims.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from typing import TYPE_CHECKING
 
 from .containers.zip import ZipArchive, is_zip
 from .errors import UnknownFormat
 from .limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["sniff", "describe_bytes", "is_npz_listing"]
+if TYPE_CHECKING:
+    from .formats import Probe
 
-HEAD = 4096
+__all__ = ["sniff", "probe", "describe_bytes", "is_npz_listing"]
+
+
+def probe(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Probe:
+    """The registry's view of ``path``; UnknownFormat when it cannot be read at all."""
+    from .formats import Probe
+
+    path = os.fspath(path)
+    try:
+        if not os.path.isdir(path) and not stat.S_ISREG(os.stat(path).st_mode):
+            # Opening a FIFO blocks until something writes to it; a device never ends.
+            raise UnknownFormat("not a regular file", path=path,
+                                hint="save the stream to a file first")
+        return Probe.of_path(path, limits)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise UnknownFormat(f"cannot read: {getattr(exc, 'strerror', None) or exc}",
+                            path=path) from exc
 
 
 def sniff(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> str:
     """The format id of ``path`` (DESIGN.md table); UnknownFormat says what the bytes look like."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        from .formats import hf_repo
+    from .formats import identify
 
-        try:
-            if hf_repo.sniff_dir(path):
-                return "hf-repo"
-        except OSError as exc:
-            raise UnknownFormat(f"cannot list the folder: {exc.strerror}", path=path) from exc
+    path = os.fspath(path)
+    p = probe(path, limits)
+    fmt = identify(p)
+    if fmt is not None:
+        return fmt.id
+    if p.is_dir:
         raise UnknownFormat("folder holds no model weights (no safetensors/bin shards or index)",
                             path=path, hint="point at a model file or a Hugging Face model folder")
-    try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            # Opening a FIFO blocks until something writes to it; a device never ends.
-            raise UnknownFormat("not a regular file", path=path,
-                                hint="save the stream to a file first")
-        with open(path, "rb") as f:
-            head = f.read(HEAD)
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        raise UnknownFormat(f"cannot read: {getattr(exc, 'strerror', None) or exc}",
-                            path=path) from exc
-    if is_zip(head):
-        return _sniff_zip(path, limits)
-    if head.startswith(b"\x93NUMPY"):
-        return "numpy-npy"
-    from .formats import onnx, raw_pickle, safetensors, torch_legacy
-
-    if torch_legacy.sniff(head):
-        return "torch-legacy"
-    if safetensors.sniff(head):
-        return "safetensors"
-    if raw_pickle.sniff(head):
-        return "pickle"
-    if onnx.sniff(head):
-        return "onnx"
-    raise UnknownFormat(f"not a model format modelport knows; {describe_bytes(head)}", path=path,
-                        offset=0)
-
-
-def _sniff_zip(path: str, limits: Limits) -> str:
-    archive = ZipArchive.open(path, limits)
-    names = [m.name for m in archive.members]
-    folders = {n.split("/")[0] for n in names if n.count("/") == 1 and n.endswith("/data.pkl")}
-    for folder in folders:
-        if f"{folder}/constants.pkl" in names or any(n.startswith(f"{folder}/code/") for n in names):
-            return "torchscript"
-        return "torch-zip"
-    if is_npz_listing(names):
-        return "numpy-npz"
-    raise UnknownFormat(
-        f"zip archive with {len(names)} members but no torch data.pkl or .npy members "
-        f"(first: {names[:3]})", path=path, hint="not a model archive modelport knows")
+    if is_zip(p.head):
+        names = [m.name for m in ZipArchive.open(path, limits).members]  # raises if broken
+        raise UnknownFormat(
+            f"zip archive with {len(names)} members but no torch data.pkl or .npy members "
+            f"(first: {names[:3]})", path=path, hint="not a model archive modelport knows")
+    raise UnknownFormat(f"not a model format modelport knows; {describe_bytes(p.head)}",
+                        path=path, offset=0)
 
 
 def is_npz_listing(names: list[str]) -> bool:
-    """A zip whose members (folder entries aside) are all ``*.npy`` is an npz: what np.savez
-    writes, an empty archive included (np.savez() of nothing)."""
-    return all(n.endswith(".npy") for n in names if not n.endswith("/"))
+    from .formats.numpy import is_npz_listing as rule
+
+    return rule(names)
 
 
 _SIGNATURES = [
@@ -89,8 +72,6 @@ _SIGNATURES = [
     (b"\x1f\x8b", "gzip-compressed data: decompress it first"),
     (b"BZh", "bzip2-compressed data: decompress it first"),
     (b"\xfd7zXZ", "xz-compressed data: decompress it first"),
-    (b"GGUF", "a GGUF file (llama.cpp), not supported yet"),
-    (b"\x89HDF", "an HDF5 file (Keras .h5), not supported yet"),
     (b"{", "JSON text"),
 ]
 

@@ -3,6 +3,8 @@
     ModelportError                 base; .path .format .member .tensor .offset .hint
     ├── InputError                 the input cannot be read as what it claims to be
     │   ├── UnknownFormat          no reader recognises the bytes
+    │   │   └── UnsupportedFormat  the format is recognised, but not read (or written) yet
+    │   ├── FileMissing            no such file or folder (also a FileNotFoundError)
     │   ├── Truncated              the file ends before a structure does
     │   ├── MalformedHeader        a header (safetensors JSON, zip directory, npy) is invalid
     │   ├── PickleError            a pickle stream is broken or does something unreadable
@@ -22,6 +24,8 @@ __all__ = [
     "ModelportError",
     "InputError",
     "UnknownFormat",
+    "UnsupportedFormat",
+    "FileMissing",
     "Truncated",
     "MalformedHeader",
     "PickleError",
@@ -90,6 +94,15 @@ class InputError(ModelportError):
 
 class UnknownFormat(InputError):
     pass
+
+
+class UnsupportedFormat(UnknownFormat):
+    pass
+
+
+class FileMissing(InputError, FileNotFoundError):
+    def __str__(self) -> str:  # FileNotFoundError's own __str__ would drop the location
+        return ModelportError.__str__(self)
 
 
 class Truncated(InputError):

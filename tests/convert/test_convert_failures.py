@@ -27,7 +27,8 @@ from modelport.cli import main
 from modelport.convert import convert
 from modelport.convert.plan import Item, Shard
 from modelport.convert.stream import Sink, Sources
-from modelport.convert.writers import WRITERS
+from modelport.formats import writer_for
+from modelport.formats.base import resolve
 from modelport.dtypes import by_name
 from modelport.errors import OutputError, UnsafeInput, UsageError
 from modelport.model import Storage, TensorEntry
@@ -195,7 +196,7 @@ def test_injected_write_error(tmp_path: Path, fmt: str) -> None:
     with Sources() as sources:
         sink = Sink(_FullDisk(300_000), "/data/out.model", sources=sources)
         with pytest.raises(OutputError, match="the disk is full") as exc:
-            WRITERS[fmt](shard, sink, sources, None)
+            resolve(writer_for(fmt).write)(shard, sink, sources, None)
     assert exc.value.path == "/data/out.model" and exc.value.offset is not None
     assert "free some space" in str(exc.value)
 

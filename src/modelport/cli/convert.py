@@ -29,6 +29,7 @@ from typing import TextIO
 
 from ..convert import convert
 from ..convert.cast import TARGETS
+from ..formats import writer_names
 from . import human_bytes
 
 __all__ = ["add_arguments", "run", "Progress"]
@@ -37,7 +38,7 @@ __all__ = ["add_arguments", "run", "Progress"]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="a model file or a Hugging Face model folder")
     p.add_argument("dst", help="the file or folder to write (never SRC)")
-    p.add_argument("--to", choices=["safetensors", "torch", "npz"],
+    p.add_argument("--to", choices=writer_names(),
                    help="output format, when DST's name does not say it")
     p.add_argument("--max-shard-size", metavar="SIZE",
                    help="largest shard of a folder DST, e.g. 5GB (the default), 500MB, 2GiB")

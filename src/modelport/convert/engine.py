@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError, OutputError, UnsafeInput
-from .plan import FORMATS, Plan, Shard, make_plan, resolve_target
+from .plan import Plan, Shard, make_plan, resolve_target
 from .source import load, source_files
 from .stream import Cancelled, Sink, Sources
-from .writers import WRITERS
 
 __all__ = ["convert", "ConvertResult", "side_files", "Atomic"]
 
@@ -252,7 +251,7 @@ def _write_shard(plan: Plan, shard: Shard, out: Atomic, final: str, sources: Sou
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:
         sink = Sink(fd, final, sources=sources, progress=counter.add, cancel=cancel)
-        writer = WRITERS[plan.target.format]
+        writer = _writer(plan.target.format)
         if plan.target.format == "torch":
             stem = os.path.splitext(os.path.basename(final))[0] or "archive"
             writer(shard, sink, sources, plan.cast, archive=stem)  # type: ignore[call-arg]
@@ -381,7 +380,9 @@ def convert(
             raise OutputError("conversion cancelled", path=dst) from None
         written = [s.file for s in plan.shards] if target.folder else [os.path.basename(dst)]
         if plan.index is not None:
-            index_name = FORMATS[target.format][1][2]  # type: ignore[index]
+            from ..formats import writer_for
+
+            index_name = writer_for(target.format).folder[2]  # type: ignore[index]
             _write_json(out.path(index_name), plan.index)
             written.append(index_name)
         if copy:
@@ -402,3 +403,10 @@ def convert(
     return ConvertResult(src, dst, target.format, written,
                          sum(len(s.items) for s in plan.shards), plan.total,
                          time.perf_counter() - t0, notes, verified)
+
+
+def _writer(name: str) -> Any:
+    from ..formats import writer_for
+    from ..formats.base import resolve
+
+    return resolve(writer_for(name).write)

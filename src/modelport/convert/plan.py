@@ -30,22 +30,27 @@ from . import tree as treemod
 from .cast import TARGETS, out_dtype
 from .stream import check_bounds
 
-__all__ = ["FORMATS", "Target", "Item", "Shard", "Plan", "parse_size", "resolve_target",
+__all__ = ["Target", "Item", "Shard", "Plan", "parse_size", "resolve_target",
            "storage_id", "view_id", "split_units", "make_plan", "DEFAULT_SHARD_SIZE"]
 
 DEFAULT_SHARD_SIZE = 5_000_000_000  # "5GB", as huggingface_hub and transformers
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
-# format -> (file suffixes that imply it, folder layout: shard stem, shard suffix, index file)
-FORMATS = {
-    "safetensors": ((".safetensors",), ("model", ".safetensors", "model.safetensors.index.json")),
-    "torch": ((".pt", ".pth", ".bin", ".ckpt"),
-              ("pytorch_model", ".bin", "pytorch_model.bin.index.json")),
-    "npz": ((".npz",), None),
-}
-_TO = {"safetensors": "safetensors", "torch": "torch", "pt": "torch", "pytorch": "torch",
-       "npz": "npz", "numpy": "npz"}
+
+
+def _formats() -> dict[str, tuple[tuple[str, ...], tuple[str, str, str] | None]]:
+    """Output format -> (file suffixes that imply it, folder layout), from the registry."""
+    from ..formats import writers
+
+    return {w.name: (w.suffixes, w.folder) for w in writers().values()}
+
+
+def _to(name: str) -> str | None:
+    from ..formats import writers
+
+    w = writers().get(name)
+    return w.name if w else None
 
 
 def parse_size(text: str | int) -> int:
@@ -71,7 +76,7 @@ def resolve_target(dst: str, to: str | None = None) -> Target:
     """DST's format: ``--to`` if given, else its suffix; a folder if it is one or has no suffix."""
     fmt = None
     if to is not None:
-        fmt = _TO.get(to.lower())
+        fmt = _to(to.lower())
         if fmt is None:
             raise UsageError(f"--to {to}: unknown output format",
                              hint="use one of safetensors, torch, npz")
@@ -82,11 +87,11 @@ def resolve_target(dst: str, to: str | None = None) -> Target:
         if folder:
             fmt = "safetensors"
         else:
-            fmt = next((f for f, (sfx, _) in FORMATS.items() if suffix in sfx), None)
+            fmt = next((f for f, (sfx, _) in _formats().items() if suffix in sfx), None)
             if fmt is None:
                 raise UsageError(f"cannot tell the output format from the name {name!r}",
                                  path=dst, hint="use a .safetensors, .pt/.pth/.bin or .npz name, or --to")
-    if folder and FORMATS[fmt][1] is None:
+    if folder and _formats()[fmt][1] is None:
         raise UsageError(f"{fmt} has no folder layout; name a .npz file", path=dst)
     return Target(fmt, folder)
 
@@ -373,7 +378,7 @@ def make_plan(ck: Checkpoint, target: Target, *, dtype: str | DType | None = Non
     shards = [Shard("", [by_name_[n] for n in names]) for names in groups]
     index = None
     if target.folder:
-        stem, suffix, index_name = FORMATS[fmt][1]  # type: ignore[misc]
+        stem, suffix, index_name = _formats()[fmt][1]  # type: ignore[misc]
         n = len(shards)
         for i, s in enumerate(shards):
             s.file = f"{stem}{suffix}" if n == 1 else f"{stem}-{i + 1:05d}-of-{n:05d}{suffix}"

@@ -38,7 +38,7 @@ from .plan import Shard, storage_id, torch_storages, view_id
 from .stream import Piece, Run, Sink, Sources, pieces
 from .zipwrite import ZipWriter
 
-__all__ = ["write_safetensors", "write_torch", "write_npz", "npy_header", "WRITERS"]
+__all__ = ["write_safetensors", "write_torch", "write_npz", "npy_header"]
 
 
 # -- safetensors ---------------------------------------------------------------------------------
@@ -190,5 +190,3 @@ def _chain(first: list[Piece], rest: Any) -> Any:
     yield from first
     yield from rest
 
-
-WRITERS = {"safetensors": write_safetensors, "torch": write_torch, "npz": write_npz}

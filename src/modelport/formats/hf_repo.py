@@ -27,6 +27,7 @@ from ..classify import classify
 from ..errors import ModelportError, RepoError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, TensorEntry
+from .base import Format, Options, Probe
 
 FORMAT_ID = "hf-repo"
 
@@ -102,7 +103,7 @@ def shard_files(path: str) -> tuple[str | None, list[str], dict[str, str]]:
 
 def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) -> Checkpoint:
     from .. import detect
-    from . import module_for
+    from . import get
 
     index, shards, wmap = shard_files(path)
     tree: dict[str, TensorEntry] = {}
@@ -115,7 +116,12 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
                             hint="a shard must be a weights file")
         fmt = detect.sniff(spath)
         try:
-            ck = module_for(fmt).open(spath, limits)
+            reader = get(fmt).reader()
+            if reader is None or fmt in (FORMAT_ID, "pickle"):
+                raise RepoError(f"shard {shard} is a {get(fmt).title}, not a weights file",
+                                path=spath, format=fmt, hint="a shard must be a safetensors "
+                                "or torch.save file")
+            ck = reader(spath, Options(limits=limits))
         except ModelportError as exc:
             exc.located(path=spath)
             raise
@@ -141,3 +147,17 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
     if "config" in info:
         ck.metadata = {"config": info["config"]}
     return ck
+
+
+def read(path: str, options: Options) -> Checkpoint:
+    return open(path, options.limits, select=options.select)
+
+
+def _sniff(probe: Probe) -> bool:
+    names = set(probe.listing)
+    return bool(names & set(INDEXES) or names & set(SINGLES) or
+                any(_SHARD.match(n) for n in names))
+
+
+FORMAT = Format("hf-repo", "huggingface", _sniff, order=80, folder=True,
+                title="Hugging Face model folder", open=f"{__name__}:read")

@@ -43,11 +43,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..classify import classify
+from ..classify import classify, reselect
 from ..dtypes import DType, by_numpy
 from ..errors import InputError, LimitExceeded, MalformedHeader, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Storage, TensorEntry
+from .base import Format, Options, Probe, Writer
 
 __all__ = ["FORMAT_ID", "FORMAT_IDS", "MAGIC", "NpyHeader", "sniff",
            "parse_npy_header", "open"]
@@ -362,3 +363,32 @@ def open(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Check
                             offset=0, hint="the file is truncated; write it again")
     raise MalformedHeader(f"neither a .npy nor a .npz file: it starts with {head!r}", path=path,
                           offset=0, hint="check the file with `modelport inspect`")
+
+
+def read(path: str, options: Options) -> Checkpoint:
+    return reselect(open(path, options.limits), options.select)
+
+
+def _sniff_npy(probe: Probe) -> bool:
+    return sniff(probe.head)
+
+
+def _sniff_npz(probe: Probe) -> bool:
+    names = probe.zip_names
+    return names is not None and is_npz_listing(names)
+
+
+def is_npz_listing(names: tuple[str, ...] | list[str]) -> bool:
+    """A zip whose members (folder entries aside) are all ``*.npy`` is an npz: what np.savez
+    writes, an empty archive included (np.savez() of nothing)."""
+    return all(n.endswith(".npy") for n in names if not n.endswith("/"))
+
+
+FORMATS = (
+    Format("numpy-npy", "numpy", _sniff_npy, order=15, title="NumPy .npy array",
+           open=f"{__name__}:read", scan="modelport.scan.archives:scan_npy_file"),
+    Format("numpy-npz", "numpy", _sniff_npz, order=12, title="NumPy .npz archive",
+           open=f"{__name__}:read", scan="modelport.scan.archives:scan_zip_file",
+           writer=Writer("npz", "modelport.convert.writers:write_npz", suffixes=(".npz",),
+                         aliases=("numpy",))),
+)

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..classify import classify
+from ..classify import classify, reselect
 from ..containers.protobuf import (
     I32,
     I64,
@@ -56,6 +56,7 @@ from ..errors import InputError, LimitExceeded, MalformedHeader, ModelportError,
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Storage, TensorEntry
 from ..tensors import storage_buffer
+from .base import Format, Options, Probe
 
 __all__ = ["FORMAT_ID", "sniff", "open"]
 
@@ -499,3 +500,15 @@ def _external(w: _Walk, t: dict[str, Any], name: str, dtype: DType | None,
                         f"which has {have}", path=target, tensor=name, offset=off,
                         hint=f"{location} is truncated or from another export; copy it again")
     return Storage(nbytes=nbytes, path=target, offset=off, key=name)
+
+
+def read(path: str, options: Options) -> Checkpoint:
+    return reselect(open(path, options.limits), options.select)
+
+
+def _sniff(probe: Probe) -> bool:
+    return sniff(probe.head)
+
+
+FORMAT = Format("onnx", "exchange", _sniff, order=70, title="ONNX model",
+                open=f"{__name__}:read", scan="modelport.scan.archives:scan_onnx")

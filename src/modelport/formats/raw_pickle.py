@@ -14,6 +14,7 @@ from ..errors import ModelportError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint
 from ..pickle import Machine
+from .base import Format, Options, Probe
 
 FORMAT_ID = "pickle"
 
@@ -34,3 +35,15 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
         exc.located(path=path, format=FORMAT_ID)
         raise
     return classify(path, FORMAT_ID, tree, globals=m.globals, select_path=select, file_size=size)
+
+
+def read(path: str, options: Options) -> Checkpoint:
+    return open(path, options.limits, select=options.select)
+
+
+def _sniff(probe: Probe) -> bool:
+    return sniff(probe.head)
+
+
+FORMAT = Format("pickle", "pytorch", _sniff, order=60, title="Python pickle",
+                open=f"{__name__}:read", scan="modelport.scan.archives:scan_pickle_file")

@@ -37,11 +37,12 @@ import re
 import struct
 from typing import Any
 
-from ..classify import classify
+from ..classify import classify, reselect
 from ..dtypes import by_name
 from ..errors import InputError, LimitExceeded, MalformedHeader, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Storage, TensorEntry
+from .base import Format, Options, Probe, Writer
 
 __all__ = ["FORMAT_ID", "sniff", "parse_header", "open"]
 
@@ -228,3 +229,19 @@ def open(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Check
     tree = {e.name: e for e in entries}
     info = {"metadata": metadata, "header_bytes": n}
     return classify(path, FORMAT_ID, tree, info=info, file_size=os.path.getsize(path))
+
+
+def _sniff(probe: Probe) -> bool:
+    return sniff(probe.head)
+
+
+def read(path: str, options: Options) -> Checkpoint:
+    return reselect(open(path, options.limits), options.select)
+
+
+FORMAT = Format(
+    "safetensors", "huggingface", _sniff, order=30, title="safetensors",
+    open=f"{__name__}:read", scan="modelport.scan.archives:scan_safetensors",
+    writer=Writer("safetensors", "modelport.convert.writers:write_safetensors",
+                  suffixes=(".safetensors",), aliases=("st",),
+                  folder=("model", ".safetensors", "model.safetensors.index.json")))

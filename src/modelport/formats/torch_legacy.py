@@ -28,6 +28,7 @@ from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Storage
 from ..pickle import Result, StorageRef, unpickle
 from ..pickle.machine import Ref, brief
+from .base import Format, Options, Probe
 
 FORMAT_ID = "torch-legacy"
 MAGIC = 0x1950A86A20F9469CFC6C
@@ -137,3 +138,15 @@ def _read(path: str, buf: memoryview, size: int, limits: Limits,
     second = _run(buf, tree_start, path, limits, load)
     return classify(path, FORMAT_ID, second.value, globals=second.globals,
                     select_path=select, file_size=size, info={"sys_info": plain(sys_info)})
+
+
+def read(path: str, options: Options) -> Checkpoint:
+    return open(path, options.limits, select=options.select)
+
+
+def _sniff(probe: Probe) -> bool:
+    return sniff(probe.head)
+
+
+FORMAT = Format("torch-legacy", "pytorch", _sniff, order=20, title="legacy torch.save file (before 1.6)",
+                open=f"{__name__}:read", scan="modelport.scan.archives:scan_pickle_file")

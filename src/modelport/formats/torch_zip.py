@@ -25,6 +25,7 @@ from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Storage
 from ..pickle import Result, StorageRef, unpickle
 from ..pickle.machine import Ref, brief
+from .base import Format, Options, Probe, Writer
 
 FORMAT_ID = "torch-zip"
 
@@ -129,3 +130,33 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
     t = load(path, limits)
     return classify(path, FORMAT_ID, t.tree, globals=t.result.globals, select_path=select,
                     file_size=t.archive.size, info={"archive": t.prefix.rstrip("/")})
+
+
+def read(path: str, options: Options) -> Checkpoint:
+    return open(path, options.limits, select=options.select)
+
+
+def _sniff(probe: Probe) -> bool:
+    names = probe.zip_names
+    return names is not None and archive_kind(names) == "torch-zip"
+
+
+def archive_kind(names: tuple[str, ...] | list[str]) -> str | None:
+    """What torch.load makes of a zip's member names: "torchscript" (constants.pkl or code/ next
+    to data.pkl), "torch-zip" (a data.pkl one folder down), or None. The one rule, used by the
+    registry's sniffers and by the scanner."""
+    folders = {n.split("/")[0] for n in names if n.count("/") == 1 and n.endswith("/data.pkl")}
+    for folder in sorted(folders):
+        if f"{folder}/constants.pkl" in names or any(n.startswith(f"{folder}/code/")
+                                                     for n in names):
+            return "torchscript"
+        return "torch-zip"
+    return None
+
+
+FORMAT = Format(
+    "torch-zip", "pytorch", _sniff, order=10, title="PyTorch zip checkpoint (torch.save)",
+    open=f"{__name__}:read", scan="modelport.scan.archives:scan_zip_file",
+    writer=Writer("torch", "modelport.convert.writers:write_torch",
+                  suffixes=(".pt", ".pth", ".bin", ".ckpt"), aliases=("pt", "pytorch"),
+                  folder=("pytorch_model", ".bin", "pytorch_model.bin.index.json")))

@@ -24,6 +24,7 @@ from ..containers.zip import ZipArchive
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Opaque, TensorEntry
 from . import torch_zip
+from .base import Format, Options, Probe
 
 FORMAT_ID = "torchscript"
 
@@ -84,3 +85,16 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
     ck.needs.append("a TorchScript program: torch.jit.load runs its code; modelport reads only "
                     "its weights")
     return ck
+
+
+def read(path: str, options: Options) -> Checkpoint:
+    return open(path, options.limits, select=options.select)
+
+
+def _sniff(probe: Probe) -> bool:
+    names = probe.zip_names
+    return names is not None and torch_zip.archive_kind(names) == "torchscript"
+
+
+FORMAT = Format("torchscript", "pytorch", _sniff, order=9, title="TorchScript archive",
+                open=f"{__name__}:read", scan="modelport.scan.archives:scan_zip_file")

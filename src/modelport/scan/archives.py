@@ -86,18 +86,102 @@ _TS_METHOD = re.compile(r"^  def (\w+)\(", re.M)
 
 
 def scan_path(scan: Scan, path: str) -> None:
-    """Scan one file on disk by its content; the bytes are mapped, never read whole."""
+    """Scan one file on disk by its content; the bytes are mapped, never read whole.
+
+    The registry decides the format (the same decision ``detect`` makes, so the scanner's
+    label and the reader's always agree) and its scan hook judges the file. A format that is
+    recognised but has no hook yet is never clean: its report gets an error saying so, and its
+    bytes still go through the generic container pass so that no finding is hidden. Bytes no
+    format claims (compressed streams, tar, zips, anything a pickle loader would take) go
+    through that generic pass alone."""
+    from ..formats import Probe, identify
+
+    probe = Probe.of_path(path, scan.limits)
+    if not probe.size:
+        scan.report.format = "empty"
+        return
+    fmt = identify(probe)
+    if fmt is not None:
+        scan.report.format = fmt.id
+        hook = fmt.scanner()
+        if hook is not None:
+            hook(scan, path)
+        else:
+            scan.error(f"{path}: {fmt.unsupported or fmt.title + ' is recognised but not analysed'}"
+                       " (not clean: nothing in it was judged)")
+            _generic(scan, path, probe.head, probe.size)
+    else:
+        _generic(scan, path, probe.head, probe.size)
+    if not probe.head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        _polyglot(scan, path, probe.size)
+
+
+def _mapped(path: str) -> tuple[mmap.mmap | None, memoryview]:
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        head = f.read(_HEAD)
-        if not size:
-            scan.report.format = "empty"
-            return
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size \
+            else None
+    return mm, memoryview(mm if mm is not None else b"")
+
+
+def _generic(scan: Scan, path: str, head: bytes, size: int) -> None:
+    """Containers and streams that are not model formats of their own."""
+    rep = scan.report
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        scan_zip(scan, path, member=None)
+        return
+    kind = compressed_kind(head)
+    if kind:
+        rep.format = rep.format or f"compressed-{kind}"
+        mm, data = _mapped(path)
+        try:
+            scan_compressed(scan, data, kind, member=None)
+        finally:
+            del data
+            if mm is not None:
+                _close(mm)
+    elif len(head) > 262 and head[257:262] == b"ustar":
+        rep.format = rep.format or "tar"
+        with open(path, "rb") as f:
+            scan_tar(scan, f, member=None)
+    elif pickle_strength(head):
+        rep.format = rep.format or "pickle"
+        scan_pickle_file(scan, path)
+
+
+# -- registry hooks: (scan, path) -----------------------------------------------------------
+
+
+def scan_zip_file(scan: Scan, path: str) -> None:
+    scan_zip(scan, path, member=None)
+
+
+def scan_pickle_file(scan: Scan, path: str) -> None:
+    mm, data = _mapped(path)
     try:
-        _dispatch(scan, path, head, memoryview(mm), size)
+        pickles.scan_stream(scan, data, member=None,
+                            loader=pickle_strength(bytes(data[:80])) == 2)
     finally:
-        _close(mm)
+        del data
+        if mm is not None:
+            _close(mm)
+
+
+def scan_npy_file(scan: Scan, path: str) -> None:
+    mm, data = _mapped(path)
+    try:
+        scan_npy(scan, data, member=None)
+    finally:
+        del data
+        if mm is not None:
+            _close(mm)
+
+
+def scan_safetensors(scan: Scan, path: str) -> None:
+    _safetensors(scan, path)
+
+
+def scan_onnx(scan: Scan, path: str) -> None:
+    _onnx(scan, path)
 
 
 def _close(mm: mmap.mmap) -> None:
@@ -105,52 +189,6 @@ def _close(mm: mmap.mmap) -> None:
         mm.close()
     except BufferError:
         pass  # a view is still referenced (by a finished machine): the map closes with it
-
-
-def _dispatch(scan: Scan, path: str, head: bytes, data: memoryview, size: int) -> None:
-    rep = scan.report
-    kind = compressed_kind(head)
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        scan_zip(scan, path, member=None)
-        return
-    if head.startswith(b"\x93NUMPY"):
-        rep.format = "numpy-npy"
-        scan_npy(scan, data, member=None)
-    elif pickle_strength(head):
-        rep.format = "torch-legacy" if head.startswith(pickles_legacy_head()) else "pickle"
-        pickles.scan_stream(scan, data, member=None, loader=pickle_strength(head) == 2)
-    elif _safetensors_head(head):
-        rep.format = "safetensors"
-        _safetensors(scan, path)
-    elif kind:
-        rep.format = f"compressed-{kind}"
-        scan_compressed(scan, data, kind, member=None)
-    elif len(head) > 262 and head[257:262] == b"ustar":
-        rep.format = "tar"
-        with open(path, "rb") as f:
-            scan_tar(scan, f, member=None)
-    elif _onnx_head(head):
-        rep.format = "onnx"
-        _onnx(scan, path)
-    _polyglot(scan, path, size)
-
-
-def _safetensors_head(head: bytes) -> bool:
-    from ..formats import safetensors
-
-    return safetensors.sniff(head)
-
-
-def _onnx_head(head: bytes) -> bool:
-    from ..formats import onnx  # imports numpy: only for files nothing else claimed
-
-    return onnx.sniff(head)
-
-
-def pickles_legacy_head() -> bytes:
-    from ..formats.torch_legacy import MAGIC_PICKLE
-
-    return MAGIC_PICKLE
 
 
 def _polyglot(scan: Scan, path: str, size: int) -> None:
@@ -202,8 +240,10 @@ def scan_zip(scan: Scan, path: str, *, member: str | None,
               or any(n.startswith(f + "code/") for n in names)}
     loaders = {f + "data.pkl" for f in folders} | {f + "constants.pkl" for f in script}
     if member is None and scan.report.format in (None, "pickle", "torch-legacy"):
-        kind = ("torchscript" if script else "torch-zip" if folders else
-                "numpy-npz" if names and all(n.endswith(".npy") for n in names) else "zip")
+        from ..formats.numpy import is_npz_listing
+        from ..formats.torch_zip import archive_kind
+
+        kind = archive_kind(names) or ("numpy-npz" if is_npz_listing(names) else "zip")
         scan.report.format = kind if scan.report.format is None else \
             f"{scan.report.format}+{kind}"
     with open(archive.path, "rb") as f:

@@ -1,0 +1,59 @@
+"""The format registry: one decision for detect and the scanner, and recognised formats that
+modelport does not analyse yet are never called clean."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+import modelport
+from modelport.cli import main
+from modelport.errors import UnsupportedFormat
+from modelport.formats import registry, writer_names
+from modelport.scan import scan_file
+
+# Minimal but well-formed heads of formats that carry code or graphs.
+RECOGNISED = {
+    "gguf": b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 23)
+    + b"tokenizer.chat_template" + struct.pack("<IQ", 8, 2) + b"{{x}}"[:2],
+    "keras-h5": b"\x89HDF\r\n\x1a\n" + bytes(120),
+    "tflite": b"\x1c\x00\x00\x00TFL3" + bytes(64),
+    "tf-savedmodel-pb": b"\x08\x01\x12\x80\x01\x0a\x10" + bytes(140),
+    "tf-checkpoint": bytes(40) + (0xDB4775248B80FB57).to_bytes(8, "little"),
+}
+
+
+def test_ids_are_unique_and_every_writer_has_a_name() -> None:
+    ids = [f.id for f in registry()]
+    assert len(ids) == len(set(ids))
+    assert {"safetensors", "torch", "npz"} <= set(writer_names())
+
+
+@pytest.mark.parametrize("fmt", sorted(RECOGNISED))
+def test_recognised_but_unanalysed_formats_are_not_clean(tmp_path: Path, fmt: str,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    path = tmp_path / "model.bin"
+    path.write_bytes(RECOGNISED[fmt])
+    assert modelport.sniff(path) == fmt
+    report = scan_file(path)
+    if fmt in {f.id for f in registry() if f.scan is None}:
+        assert report.format == fmt and report.verdict == "error"
+        assert "not" in report.errors[0] and "analys" in report.errors[0]
+        assert main(["scan", str(path)]) == 2
+        with pytest.raises(UnsupportedFormat):
+            modelport.open(path)
+    capsys.readouterr()
+
+
+def test_saved_model_pb_is_not_taken_for_onnx(tmp_path: Path) -> None:
+    path = tmp_path / "saved_model.pb"
+    path.write_bytes(RECOGNISED["tf-savedmodel-pb"])
+    assert modelport.sniff(path) != "onnx"
+
+
+def test_missing_path_is_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        modelport.open(tmp_path / "absent.pt")
