@@ -27,10 +27,10 @@ from modelport.cli import main
 from modelport.convert import convert
 from modelport.convert.plan import Item, Shard
 from modelport.convert.stream import Sink, Sources
-from modelport.formats import writer_for
-from modelport.formats.base import resolve
 from modelport.dtypes import by_name
 from modelport.errors import OutputError, UnsafeInput, UsageError
+from modelport.formats import writer_for
+from modelport.formats.base import resolve
 from modelport.model import Storage, TensorEntry
 
 torch = pytest.importorskip("torch")
