@@ -46,11 +46,13 @@ def open(
     *,
     select: str | None = None,
     format: str | None = None,
+    layout: str | os.PathLike[str] | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> Checkpoint:
     """Read a model file or Hugging Face folder into a Checkpoint; nothing in it is executed.
 
-    ``select`` picks the weights subtree by dotted path; ``format`` skips detection.
+    ``select`` picks the weights subtree by dotted path; ``format`` skips detection;
+    ``layout`` reads ``path`` as a raw buffer laid out as that model file or JSON list says.
     """
     from .formats import Options, get
 
@@ -58,6 +60,8 @@ def open(
     if not os.path.exists(path):
         raise errors.FileMissing(f"no such file or folder: {path}", path=path,
                                  hint="check the path")
+    if layout is not None:
+        format = "raw"
     fmt = format or sniff(path, limits)
     try:
         spec = get(fmt)
@@ -65,7 +69,8 @@ def open(
         if reader is None:
             raise errors.UnsupportedFormat(spec.unsupported or f"{spec.title} cannot be read yet",
                                            path=path, format=fmt)
-        return reader(path, Options(limits=limits, select=select))
+        return reader(path, Options(limits=limits, select=select,
+                                    layout=os.fspath(layout) if layout is not None else None))
     except KeyError as exc:
         if select is None:
             raise  # a reader's bug, not a missing subtree: it must not pass for bad usage

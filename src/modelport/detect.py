@@ -48,15 +48,39 @@ def sniff(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> str:
     if fmt is not None:
         return fmt.id
     if p.is_dir:
-        raise UnknownFormat("folder holds no model weights (no safetensors/bin shards or index)",
+        raise UnknownFormat(f"folder holds no model weights{_describe_folder(p.listing)}",
                             path=path, hint="point at a model file or a Hugging Face model folder")
     if is_zip(p.head):
         names = [m.name for m in ZipArchive.open(path, limits).members]  # raises if broken
+        inner = [n for n in names if n.lower().endswith(_MODEL_SUFFIXES)]
+        if inner:
+            raise UnknownFormat(f"a zip archive holding model files ({', '.join(inner[:3])}"
+                                f"{', ...' if len(inner) > 3 else ''})", path=path,
+                                hint="unzip it and point modelport at the files inside")
         raise UnknownFormat(
             f"zip archive with {len(names)} members but no torch data.pkl or .npy members "
             f"(first: {names[:3]})", path=path, hint="not a model archive modelport knows")
+    hint = None
+    if p.size and p.size % 4 == 0:
+        hint = (f"could be {p.size // 4:,} raw float32 values: if it is a flat buffer of "
+                "weights, try --layout MODEL_FILE (or a JSON layout)")
     raise UnknownFormat(f"not a model format modelport knows; {describe_bytes(p.head)}",
-                        path=path, offset=0)
+                        path=path, offset=0, hint=hint)
+
+
+_MODEL_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".gguf", ".h5",
+                   ".keras", ".tflite", ".pb", ".npz", ".pkl", ".mlmodel", ".params")
+
+
+def _describe_folder(listing: tuple[str, ...]) -> str:
+    """What a folder that is not a model folder modelport reads looks like."""
+    names = set(listing)
+    if "Manifest.json" in names and "Data" in names:
+        return ": it looks like a CoreML .mlpackage, which modelport does not read"
+    xml = [n for n in listing if n.endswith(".xml")]
+    if xml and any(n[:-4] + ".bin" in names for n in xml):
+        return f": it looks like an OpenVINO IR ({xml[0]} + .bin), which modelport does not read"
+    return " (no safetensors/bin shards or index)"
 
 
 def is_npz_listing(names: list[str]) -> bool:
@@ -72,6 +96,15 @@ _SIGNATURES = [
     (b"\x1f\x8b", "gzip-compressed data: decompress it first"),
     (b"BZh", "bzip2-compressed data: decompress it first"),
     (b"\xfd7zXZ", "xz-compressed data: decompress it first"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7z archive: extract it first (`modelport scan` lists and scans "
+     "its members)"),
+    (b"\x12\x01\x00\x00\x00\x00\x00\x00", "MXNet NDArray parameters (.params), which modelport "
+     "does not read"),
+    (b"ftrt", "a TensorRT engine (.engine/.plan): compiled for one GPU, it holds no portable "
+     "weights; convert the model it was built from"),
+    (b"ptrt", "a TensorRT engine (.engine/.plan): compiled for one GPU, it holds no portable "
+     "weights; convert the model it was built from"),
+    (b"<?xml", "XML text (an OpenVINO IR .xml? modelport does not read OpenVINO)"),
     (b"{", "JSON text"),
 ]
 
@@ -84,7 +117,8 @@ def describe_bytes(head: bytes) -> str:
         if head.startswith(sig):
             return f"it looks like {what}"
     if len(head) > 262 and head[257:262] == b"ustar":
-        return "it looks like a tar archive (very old torch.save tar files are not supported)"
+        return "it looks like a tar archive: extract it first (very old torch.save tar files " \
+            "are not read)"
     if head[:1] == b"\x80" or head[:1] in (b"(", b"}", b"]"):
         return "it looks like a pickle with an unusual start"
     text = head[:16]

@@ -13,6 +13,8 @@ examples:
   modelport convert ./bert-bin ./bert-st --max-shard-size 2GB    re-shard a repo as safetensors
   modelport convert ./repo merged.safetensors --dtype BF16 --verify
   modelport convert gpt2.safetensors ./gpt2 --to torch --dedupe  pytorch_model-*.bin shards
+  modelport convert model.pth weights.bin --to raw             flat buffer + weights.bin.layout.json
+  modelport convert weights.bin model.safetensors --layout model.pth   a raw buffer back
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dst", help="the file or folder to write (never SRC)")
     p.add_argument("--to", choices=writer_names(),
                    help="output format, when DST's name does not say it")
+    p.add_argument("--layout", metavar="REF",
+                   help="SRC is a raw buffer (tensors end to end, no header) laid out as REF says: "
+                   "a model file whose weights, in file order, are the buffer's, or a JSON list "
+                   "[{name, dtype, shape}]")
     p.add_argument("--max-shard-size", metavar="SIZE",
                    help="largest shard of a folder DST, e.g. 5GB (the default), 500MB, 2GiB")
     p.add_argument("--dtype", type=str.upper, choices=TARGETS,
@@ -121,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
             result = convert(args.src, args.dst, to=args.to, max_shard_size=args.max_shard_size,
                              dtype=args.dtype, full=args.full, verify=args.verify,
                              select=args.select, dedupe=args.dedupe, force=args.force,
-                             jobs=args.jobs, allow_unsafe=args.allow_unsafe, progress=progress)
+                             jobs=args.jobs, allow_unsafe=args.allow_unsafe, layout=args.layout,
+                             progress=progress)
     finally:
         if progress is not None:
             progress.finish()

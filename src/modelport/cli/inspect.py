@@ -7,6 +7,7 @@ examples:
   modelport inspect model.pth
   modelport inspect ./bert-base --all          every tensor, no collapsing
   modelport inspect last.ckpt --json | jq .metadata.epoch
+  modelport inspect weights.bin --layout model.pth   a raw buffer, laid out as model.pth's weights
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
     p.add_argument("--all", action="store_true", help="list every tensor; do not collapse "
                    "repeated layers")
+    p.add_argument("--layout", metavar="REF", help="PATH is a raw buffer (tensors end to end, "
+                   "no header) laid out as REF says: a model file or a JSON [{name, dtype, shape}]")
     p.add_argument("--select", metavar="PATH", help="dotted path of the subtree holding the "
                    "weights (overrides the automatic choice), e.g. model_state_dict")
 
@@ -70,8 +73,10 @@ def _tensor_json(t: TensorEntry) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    fmt = sniff(args.path)
-    if fmt in ("safetensors", "hf-repo"):
+    fmt = "raw" if args.layout else sniff(args.path)
+    if fmt == "raw":
+        ck = open_checkpoint(args.path, select=args.select, layout=args.layout)
+    elif fmt in ("safetensors", "hf-repo"):
         # A file modelport wrote with --full or --dedupe records its tree and tied names in
         # the safetensors metadata: show the checkpoint as it was, not as a flat dict.
         from ..convert.source import load

@@ -30,13 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="B was converted with --dtype DTYPE: compare it with A cast the same way")
     p.add_argument("--full", action="store_true", help="every tensor of the tree, not only weights")
     p.add_argument("--select", metavar="PATH", help="compare this subtree of A")
+    p.add_argument("--layout", metavar="REF", help="A is a raw buffer laid out as REF says "
+                   "(a model file, or a JSON [{name, dtype, shape}])")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--jobs", "-j", type=int, default=2, metavar="N", help="hash N tensors at once")
 
 
 def run(args: argparse.Namespace) -> int:
     result = verify(args.a, args.b, args.atol, args.rtol, cast=args.cast, full=args.full,
-                    select=args.select, jobs=args.jobs)
+                    select=args.select, jobs=args.jobs, layout=args.layout)
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=1)
         print()

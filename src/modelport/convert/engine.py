@@ -77,6 +77,7 @@ class Atomic:
         self.tmp = os.path.join(self.parent, f".{os.path.basename(self.dst)}.modelport-"
                                 f"{os.getpid()}-{secrets.token_hex(4)}.tmp")
         self.done = False
+        self.extra: list[str] = []  # side files next to tmp, removed if the conversion fails
 
     def __enter__(self) -> Atomic:
         try:
@@ -130,6 +131,8 @@ class Atomic:
     def __exit__(self, *exc: object) -> None:
         if not self.done:
             _remove(self.tmp)
+            for extra in self.extra:
+                _remove(extra)
 
 
 def _remove(path: str) -> None:
@@ -284,6 +287,25 @@ def _write_all(plan: Plan, out: Atomic, dst: str, jobs: int, sources: Sources,
         pool.shutdown(wait=True)
 
 
+def _sidecar(plan: Plan, out: Atomic, dst: str) -> tuple[str, str] | None:
+    """Write the target format's side file (a raw buffer's layout) next to DST's temporary
+    file; the caller renames it in once DST is in place. Removed with DST's on failure."""
+    from ..formats import writer_for
+    from ..formats.base import resolve
+
+    writer = writer_for(plan.target.format)
+    if writer.sidecar is None or plan.target.folder:
+        return None
+    suffix, data = resolve(writer.sidecar)(plan)
+    tmp = out.tmp + suffix
+    with open(tmp, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    out.extra.append(tmp)
+    return tmp, dst + suffix
+
+
 def _write_json(path: str, data: Any) -> None:
     with open(path, "x", encoding="utf-8") as f:
         f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -331,6 +353,7 @@ def convert(
     force: bool = False,
     jobs: int = 1,
     allow_unsafe: bool = False,
+    layout: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ConvertResult:
     """Convert SRC (any file or folder modelport reads) into DST; see ``modelport convert -h``.
@@ -344,7 +367,7 @@ def convert(
     if force and os.path.isdir(dst):  # an existing folder is always a folder target
         _check_replaceable(dst)
     try:
-        ck = load(src, select)
+        ck = load(src, select, layout=layout)
     except InputError as exc:
         _refuse_if_unsafe(src, exc, allow_unsafe)
         raise
@@ -391,7 +414,7 @@ def convert(
         if verify:
             from .verify import verify as run_verify
 
-            verified = run_verify(src, out.path() if not target.folder else out.tmp,
+            verified = run_verify(src, out.path() if not target.folder else out.tmp, layout=layout,
                                   cast=plan.cast.name if plan.cast else None, full=full,
                                   select=select, jobs=max(1, jobs))
             if not verified.same:
@@ -399,7 +422,11 @@ def convert(
                 raise OutputError(f"verification failed: {first.name}: {first.detail} "
                                   f"({len(verified.differences)} difference(s))", path=dst,
                                   hint="nothing was written; please report this as a bug")
+        side = _sidecar(plan, out, dst)
         out.commit()
+        if side is not None:
+            os.replace(side[0], side[1])  # after DST: a layout never describes a missing buffer
+            written.append(os.path.basename(side[1]))
     return ConvertResult(src, dst, target.format, written,
                          sum(len(s.items) for s in plan.shards), plan.total,
                          time.perf_counter() - t0, notes, verified)

@@ -219,17 +219,10 @@ def _full_tensors(tree: Any) -> tuple[list[tuple[str, TensorEntry]], dict[tuple,
 # -- checks --------------------------------------------------------------------------------------
 
 
-def _npz_ok(d: DType) -> bool:
-    return d.numpy is not None and d.numpy[0] in "<|" and d.kind != "q"
-
-
-_HOLDS = {"safetensors": lambda d: d.safetensors, "torch": lambda d: d.torch is not None and
-          d.kind != "q", "npz": _npz_ok}
-_HINTS = {"safetensors": "--to torch keeps it", "torch": "it cannot be written yet",
-          "npz": "use --dtype F32, or --to safetensors"}
-
-
 def _check(items: list[Item], fmt: str, path: str | None = None) -> None:
+    from ..formats import writer_for
+
+    writer = writer_for(fmt)
     for it in items:
         # A view that reaches past its storage (a corrupt file) would be written as it is by
         # the torch writer, which copies whole storages: torch.load then refuses the output.
@@ -237,9 +230,9 @@ def _check(items: list[Item], fmt: str, path: str | None = None) -> None:
         if it.entry.quant is not None:
             raise UsageError(f"quantized tensor ({it.entry.dtype.name}): modelport does not "
                              "convert quantized tensors yet", tensor=it.name, path=path)
-        if not _HOLDS[fmt](it.dtype):
+        if writer.holds is not None and not writer.holds(it.dtype):
             raise UsageError(f"{it.dtype.name} is a type {fmt} cannot hold", tensor=it.name,
-                             hint=_HINTS[fmt], path=path)
+                             hint=writer.refuse_hint, path=path)
     if fmt == "safetensors" and any(it.name == "__metadata__" for it in items):
         raise UsageError("a tensor named '__metadata__' cannot be written to safetensors",
                          path=path, tensor="__metadata__")

@@ -39,8 +39,11 @@ def safetensors_metadata(ck: Checkpoint) -> list[dict[str, str]]:
     return out
 
 
-def load(path: str, select: str | None = None) -> Checkpoint:
-    """``modelport.open`` plus the tree and aliases a modelport output recorded."""
+def load(path: str, select: str | None = None, *, layout: str | None = None) -> Checkpoint:
+    """``modelport.open`` plus the tree and aliases a modelport output recorded. ``layout``:
+    PATH is a raw buffer with this layout (formats/raw.py)."""
+    if layout is not None:
+        return open_checkpoint(path, select=select, layout=layout)
     ck = open_checkpoint(path)
     metas = safetensors_metadata(ck)
     if not metas:

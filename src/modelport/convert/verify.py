@@ -174,13 +174,15 @@ def verify(
     full: bool = False,
     select: str | None = None,
     jobs: int = 2,
+    layout: str | None = None,
 ) -> VerifyResult:
-    """Compare the tensors of A and B; ``select`` picks A's subtree (B is a conversion of it)."""
+    """Compare the tensors of A and B; ``select`` picks A's subtree (B is a conversion of it);
+    ``layout``: A is a raw buffer with that layout."""
     a, b = os.fspath(a), os.fspath(b)
     target = by_name(cast.upper()) if cast else None
     if cast and target is None:
         raise UsageError(f"unknown dtype {cast!r}")
-    ta = tensors_of(load(a, None if full else select), full, select)
+    ta = tensors_of(load(a, None if full else select, layout=layout), full, select)
     tb = tensors_of(load(b), full)
     diffs: list[Difference] = []
     diffs += [Difference(n, "only-a", f"{describe(t)} only in A") for n, t in ta.items()

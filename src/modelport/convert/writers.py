@@ -38,7 +38,8 @@ from .plan import Shard, storage_id, torch_storages, view_id
 from .stream import Piece, Run, Sink, Sources, pieces
 from .zipwrite import ZipWriter
 
-__all__ = ["write_safetensors", "write_torch", "write_npz", "npy_header"]
+__all__ = ["write_safetensors", "write_torch", "write_npz", "write_raw", "raw_layout",
+           "npy_header"]
 
 
 # -- safetensors ---------------------------------------------------------------------------------
@@ -190,3 +191,20 @@ def _chain(first: list[Piece], rest: Any) -> Any:
     yield from first
     yield from rest
 
+
+# -- raw -----------------------------------------------------------------------------------------
+
+
+def write_raw(shard: Shard, sink: Sink, sources: Sources, cast: DType | None) -> None:
+    """Tensors end to end in plan order, no header: ``numpy().tobytes()`` of each in turn."""
+    for it in shard.items:
+        for piece in pieces(it.entry, sources, it.dtype):
+            sink.put(piece)
+
+
+def raw_layout(plan: Any) -> tuple[str, bytes]:
+    """The ``.layout.json`` written beside a raw buffer, so it can be read back."""
+    from ..formats.raw import LAYOUT_SUFFIX, layout_json
+
+    items = [(it.name, it.dtype, it.shape) for s in plan.shards for it in s.items]
+    return LAYOUT_SUFFIX, layout_json(items)

@@ -32,6 +32,7 @@ _MODULES = (
     "keras",
     "tflite",
     "torchserve",
+    "raw",
 )
 
 

@@ -120,6 +120,12 @@ class Writer:
     aliases: tuple[str, ...] = ()
     # a sharded folder: (shard stem, shard suffix, index file name), None if it cannot shard
     folder: tuple[str, str, str] | None = None
+    # which dtypes the format holds (None: every dtype), and what to say about one it does not
+    holds: Callable[[Any], bool] | None = None
+    refuse_hint: str = ""
+    # "module:function" (plan) -> (suffix, bytes): a file written beside a single-file output,
+    # atomically with it (a raw buffer's layout.json)
+    sidecar: str | None = None
 
 
 @dataclass(frozen=True)

@@ -378,6 +378,11 @@ def _sniff_npz(probe: Probe) -> bool:
     return names is not None and is_npz_listing(names)
 
 
+def _npz_holds(d: DType) -> bool:
+    # numpy can hold it natively (little-endian or byte-sized), not ml_dtypes' quantized kinds
+    return d.numpy is not None and d.numpy[0] in "<|" and d.kind != "q"
+
+
 def is_npz_listing(names: tuple[str, ...] | list[str]) -> bool:
     """A zip whose members (folder entries aside) are all ``*.npy`` is an npz: what np.savez
     writes, an empty archive included (np.savez() of nothing)."""
@@ -390,5 +395,6 @@ FORMATS = (
     Format("numpy-npz", "numpy", _sniff_npz, order=12, title="NumPy .npz archive",
            open=f"{__name__}:read", scan="modelport.scan.archives:scan_zip_file",
            writer=Writer("npz", "modelport.convert.writers:write_npz", suffixes=(".npz",),
-                         aliases=("numpy",))),
+                         aliases=("numpy",), holds=_npz_holds,
+                         refuse_hint="use --dtype F32, or --to safetensors")),
 )

@@ -244,4 +244,5 @@ FORMAT = Format(
     open=f"{__name__}:read", scan="modelport.scan.archives:scan_safetensors",
     writer=Writer("safetensors", "modelport.convert.writers:write_safetensors",
                   suffixes=(".safetensors",), aliases=("st",),
+                  holds=lambda d: bool(d.safetensors), refuse_hint="--to torch keeps it",
                   folder=("model", ".safetensors", "model.safetensors.index.json")))

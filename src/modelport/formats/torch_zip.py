@@ -159,4 +159,6 @@ FORMAT = Format(
     open=f"{__name__}:read", scan="modelport.scan.archives:scan_zip_file",
     writer=Writer("torch", "modelport.convert.writers:write_torch",
                   suffixes=(".pt", ".pth", ".bin", ".ckpt"), aliases=("pt", "pytorch"),
+                  holds=lambda d: d.torch is not None and d.kind != "q",
+                  refuse_hint="it cannot be written yet",
                   folder=("pytorch_model", ".bin", "pytorch_model.bin.index.json")))
