@@ -8,7 +8,7 @@ import pytest
 from modelport import dtypes
 from modelport.errors import MalformedHeader, Truncated
 from modelport.model import Storage, TensorEntry
-from modelport.tensors import contiguous_bytes, iter_bytes, to_numpy
+from modelport.tensors import contiguous_bytes, iter_bytes, to_numpy, values
 
 F32 = dtypes.by_name("F32")
 
@@ -78,3 +78,33 @@ def test_strided_chunks_of_ml_dtypes(tmp_path, name):
     e = TensorEntry("t", dt, (4, 6), st, strides=(1, 4))  # a transpose
     expect = np.ascontiguousarray(to_numpy(e)).view(np.uint8).tobytes()
     assert b"".join(bytes(c) for c in iter_bytes(e, chunk=8)) == expect
+
+
+@pytest.mark.parametrize("name", ["F8_E5M2", "F8_E4M3FNUZ", "F8_E8M0", "C32", "B16", "C128"])
+def test_strided_views_of_types_numpy_cannot_name(tmp_path, name):
+    """as_strided could not parse ml_dtypes' '<f1' type string back; records and holders too."""
+    dt = dtypes.by_name(name)
+    raw = np.random.default_rng(1).integers(0, 256, 24 * dt.itemsize, dtype=np.uint8).tobytes()
+    st = Storage(nbytes=len(raw), data=raw, key="0")
+    arr = to_numpy(TensorEntry("t", dt, (4, 6), st, strides=(1, 4)))  # a transpose of (6, 4)
+    rows = np.frombuffer(raw, np.uint8).reshape(6, 4, dt.itemsize)
+    assert arr.dtype == dt.np_dtype() and arr.shape == (4, 6) and not arr.flags.writeable
+    assert np.ascontiguousarray(arr).tobytes() == rows.transpose(1, 0, 2).tobytes()
+
+
+def test_complex32_reads_as_half_pairs_and_computes_as_complex64():
+    halves = np.array([1.5, -2.0, np.inf, 0.25, np.nan, 3.0], dtype="<f2")
+    st = Storage(nbytes=halves.nbytes, data=halves.tobytes(), key="0")
+    arr = to_numpy(TensorEntry("z", dtypes.by_name("C32"), (3,), st))
+    assert arr.tobytes() == halves.tobytes()
+    z = values(arr)
+    assert z.dtype == np.complex64
+    np.testing.assert_array_equal(z, halves.astype(np.float32).view(np.complex64))
+
+
+def test_packed_types_read_as_their_bytes_and_refuse_strided_views():
+    qu4 = dtypes.by_name("QU4X2")
+    st = Storage(nbytes=4, data=bytes([0x31, 0x75, 0xB9, 0xFD]), key="0")
+    assert to_numpy(TensorEntry("q", qu4, (2, 4), st)).tolist() == [0x31, 0x75, 0xB9, 0xFD]
+    with pytest.raises(MalformedHeader, match="packs 2 elements per byte"):
+        to_numpy(TensorEntry("q", qu4, (4, 2), st, strides=(1, 4)))

@@ -2,7 +2,13 @@
 
 A row names a dtype by its safetensors code (``F32``, ``BF16``, ...), which is also the name
 modelport prints and puts in ``inspect --json``. Formats that have no code for a type (quantized
-torch storages, complex32) get a modelport-only name in the same style.
+torch storages, complex32, torch's bit containers) get a modelport-only name in the same style.
+
+Every dtype ``torch.save`` can write (torch 2.13) has a row: tests/test_dtypes_differential.py
+saves each one and fails on a dtype this table does not know. Where numpy has no type for a
+dtype, ``np_dtype()`` still gives one that holds its bytes bit for bit (``numpy_holder``), so
+every tensor modelport can open reads: complex32 as a record of two halves (real, imag), the
+``bits*`` containers and packed float4 pairs as unsigned integers of their width.
 
 Sources: safetensors ``Dtype`` enum (safetensors/src/tensor.rs), torch's
 ``_dtype_to_storage_type_map`` (torch/storage.py), onnx ``TensorProto.DataType`` (onnx.proto).
@@ -17,7 +23,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # numpy is imported only when an array is made: inspect never needs it
     import numpy as np
 
-__all__ = ["DType", "DTYPES", "by_name", "by_torch_storage", "by_torch", "by_onnx", "by_numpy"]
+__all__ = ["DType", "DTYPES", "UNTYPED_STORAGE", "by_name", "by_torch_storage", "by_torch",
+           "by_onnx", "by_numpy", "numpy_holder"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,8 @@ class DType:
     torch: str | None  # attribute of the torch module: torch.<torch>
     torch_storage: str | None  # legacy typed-storage class pickled by torch.save
     onnx: int | None  # onnx TensorProto.DataType
-    kind: str  # "f" float, "i" signed, "u" unsigned, "b" bool, "c" complex, "q" quantized
+    kind: str  # "f" float, "i" signed, "u" unsigned, "b" bool, "c" complex, "q" quantized,
+    #            "x" opaque bits (torch.bits8 ...: no arithmetic meaning; packed float4 pairs)
 
     @property
     def itemsize(self) -> int:
@@ -43,8 +51,14 @@ class DType:
         """Whether the safetensors format has a code for this type."""
         return self.name in _SAFETENSORS_CODES
 
+    @property
+    def packed(self) -> bool:
+        """Several elements per byte (torch.quint4x2, quint2x4): no element has its own address."""
+        return self.bits < 8
+
     def np_dtype(self) -> np.dtype:
-        """The numpy dtype (ml_dtypes for bf16 and fp8); raises for types numpy cannot hold."""
+        """The numpy dtype (ml_dtypes for bf16 and fp8), or for a type numpy does not have, the
+        type that holds its bytes (see ``numpy_holder``)."""
         return _np_dtype(self.name)
 
 
@@ -74,7 +88,22 @@ _ROWS = [
     ("QI8", 8, "|i1", "qint8", "QInt8Storage", None, "q"),
     ("QU8", 8, "|u1", "quint8", "QUInt8Storage", None, "q"),
     ("QI32", 32, "<i4", "qint32", "QInt32Storage", None, "q"),
+    # Two and four values per byte, low bits first; numpy sees the packed bytes (int_repr()).
+    ("QU4X2", 4, "|u1", "quint4x2", "QUInt4x2Storage", None, "q"),
+    ("QU2X4", 2, "|u1", "quint2x4", "QUInt2x4Storage", None, "q"),
+    # torch's bit containers (c10/core/ScalarType.h) and float4 e2m1 packed two to a byte (one
+    # torch element per byte: safetensors' F4 counts the halves, so its shape is not torch's).
+    ("F4_X2", 8, None, "float4_e2m1fn_x2", None, None, "x"),
+    ("B8", 8, None, "bits8", None, None, "x"),
+    ("B16", 16, None, "bits16", None, None, "x"),
+    ("B1X8", 8, None, "bits1x8", None, None, "x"),
+    ("B2X4", 8, None, "bits2x4", None, None, "x"),
+    ("B4X2", 8, None, "bits4x2", None, None, "x"),
 ]
+
+# torch >= 2.0 pickles a storage of any dtype as ``torch.storage.UntypedStorage`` (its size in
+# bytes) next to the tensor's dtype (_rebuild_tensor_v3), in zip and legacy files alike.
+UNTYPED_STORAGE = "UntypedStorage"
 
 # safetensors >= 0.6 also reads and writes F8_E4M3FNUZ and F8_E5M2FNUZ (safetensors.torch _TYPES).
 _SAFETENSORS_CODES = frozenset(
@@ -99,7 +128,10 @@ def by_name(name: str) -> DType | None:
 
 
 def by_torch_storage(cls_name: str) -> DType | None:
-    """``FloatStorage`` -> F32; the class name as torch.save pickles it."""
+    """``FloatStorage`` -> F32; the class name as torch.save pickles it. ``UntypedStorage`` is
+    bytes (U8): the tensor's own dtype comes with the tensor."""
+    if cls_name == UNTYPED_STORAGE:
+        return _BY_NAME["U8"]
     return _BY_STORAGE.get(cls_name)
 
 
@@ -128,13 +160,25 @@ def by_numpy(dt: np.dtype | str) -> DType | None:
     return _BY_NUMPY.get(key)
 
 
+def numpy_holder(d: DType) -> np.dtype:
+    """What holds a type numpy does not have, bit for bit: complex32 as the record torch's own
+    layout is (real half, imaginary half; c10::complex<c10::Half>), anything else as the
+    unsigned integer of its width (its raw bits)."""
+    import numpy as np
+
+    if d.kind == "c":
+        half = f"<f{d.itemsize // 2}"
+        return np.dtype([("real", half), ("imag", half)])
+    return np.dtype(f"<u{d.itemsize}" if d.itemsize > 1 else "|u1")
+
+
 @cache
 def _np_dtype(name: str) -> np.dtype:
     d = _BY_NAME[name]
-    if d.numpy is None:
-        raise TypeError(f"numpy has no type for {name}")
     import numpy as np
 
+    if d.numpy is None:
+        return numpy_holder(d)
     if d.numpy[0] in "<|>":
         return np.dtype(d.numpy)
     import ml_dtypes

@@ -1,8 +1,13 @@
 """Reading tensor bytes lazily: numpy views over memory-mapped files, and bounded byte chunks.
 
 Files are mapped once per process and shared by every entry that points into them. A contiguous
-tensor becomes a zero-copy ``np.ndarray`` over the map; a strided one a zero-copy
-``as_strided`` view. Bounds are checked against the storage before any view is made.
+tensor becomes a zero-copy ``np.ndarray`` over the map; a strided one a zero-copy strided view
+(``strided_view``). Bounds are checked against the storage before any view is made.
+
+Every dtype reads: where numpy has no type, the array holds the bytes bit for bit
+(``DType.np_dtype``: complex32 as (real, imag) half records, torch's bit containers as unsigned
+ints); packed types (quint4x2, quint2x4) come as their packed bytes, as torch's ``int_repr()``
+gives them. ``values`` turns a block into numbers numpy can compute with.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from .model import Storage, TensorEntry
 if TYPE_CHECKING:  # numpy loads only where arrays are made
     import numpy as np
 
-__all__ = ["storage_buffer", "to_numpy", "iter_bytes", "contiguous_bytes", "CHUNK"]
+__all__ = ["storage_buffer", "to_numpy", "strided_view", "values", "check_layout", "iter_bytes",
+           "contiguous_bytes", "CHUNK"]
 
 CHUNK = 8 << 20  # bytes per streamed chunk
 
@@ -104,23 +110,59 @@ def to_numpy(entry: TensorEntry) -> np.ndarray:
                               hint="the file is corrupt or the tensor is too large") from exc
 
 
+def strided_view(raw: np.ndarray, dt: np.dtype, shape: tuple[int, ...],
+                 strides: tuple[int, ...]) -> np.ndarray:
+    """A read-only view of ``dt`` elements over the bytes ``raw`` (uint8, from the first
+    element), with element ``strides``. Not ``as_strided``: that goes through
+    ``__array_interface__``, whose type string numpy cannot parse back for ml_dtypes types
+    (``'<f1'`` for float8_e5m2), nor for a record; the ndarray constructor takes the dtype as it
+    is, and checks the view stays inside ``raw``."""
+    import numpy as np
+
+    item = dt.itemsize
+    need = (sum((d - 1) * s for d, s in zip(shape, strides)) + 1) * item if all(shape) else 0
+    arr = np.ndarray(shape, dtype=dt, buffer=raw[:need] if need else raw[:0],
+                     strides=tuple(s * item for s in strides))
+    arr.flags.writeable = False
+    return arr
+
+
+def values(arr: np.ndarray) -> np.ndarray:
+    """An array numpy can compute with: complex32 records (real, imag) as complex64, exactly
+    (every half is a float32); anything else as it is."""
+    import numpy as np
+
+    if arr.dtype.names == ("real", "imag"):
+        out = np.empty(arr.shape, np.complex64)
+        out.real, out.imag = arr["real"], arr["imag"]
+        return out
+    return arr
+
+
+def check_layout(entry: TensorEntry) -> None:
+    """Refuse a strided view of a packed type (MalformedHeader): its elements have no address."""
+    if entry.dtype.packed and not entry.is_contiguous:
+        raise MalformedHeader(
+            f"{entry.dtype.name} packs {8 // entry.dtype.bits} elements per byte: a strided "
+            "view of it has no byte layout (torch cannot copy one either)",
+            path=entry.storage.path, tensor=entry.name, offset=entry.storage.offset,
+            hint="save the tensor before taking the view")
+
+
 def _to_numpy(entry: TensorEntry) -> np.ndarray:
     import numpy as np
 
     dt = entry.dtype.np_dtype()
+    check_layout(entry)
+    shape = (entry.nbytes,) if entry.dtype.packed else entry.shape  # packed: the bytes
     if entry.numel == 0:
-        return np.empty(entry.shape, dtype=dt)
+        return np.empty(shape, dtype=dt)
     buf = storage_buffer(entry.storage)
     flat = np.frombuffer(buf, dtype=np.uint8)
     start = entry.byte_offset
     if entry.is_contiguous:
-        return flat[start : start + entry.nbytes].view(dt).reshape(entry.shape)
-    item = dt.itemsize
-    base = flat[start : start + entry.span]
-    strides = tuple(s * item for s in entry.strides or ())
-    # as_strided needs an array of the element dtype whose buffer covers the span.
-    typed = base[: (len(base) // item) * item].view(dt)
-    return np.lib.stride_tricks.as_strided(typed, entry.shape, strides, writeable=False)
+        return flat[start : start + entry.nbytes].view(dt).reshape(shape)
+    return strided_view(flat[start : start + entry.span], dt, entry.shape, entry.strides or ())
 
 
 def contiguous_bytes(entry: TensorEntry) -> memoryview | None:
@@ -138,6 +180,7 @@ def iter_bytes(entry: TensorEntry, chunk: int = CHUNK) -> Iterator[memoryview]:
     """The tensor's bytes in C order, in chunks of at most ``chunk`` bytes, in bounded memory."""
     import numpy as np
 
+    check_layout(entry)
     run = contiguous_bytes(entry)
     if run is not None:
         for i in range(0, len(run), chunk):

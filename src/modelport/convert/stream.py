@@ -216,9 +216,7 @@ def _strided_view(entry: TensorEntry, sources: Sources) -> np.ndarray:
         raise Truncated(f"tensor ends past the end of the file ({len(m)} bytes)", path=st.path,
                         tensor=entry.name, offset=start, hint="download the file again")
     flat = np.frombuffer(m, dtype=np.uint8, count=entry.span, offset=start)
-    typed = flat[: (len(flat) // dt.itemsize) * dt.itemsize].view(dt)
-    strides = tuple(s * dt.itemsize for s in entry.strides or ())
-    return np.lib.stride_tricks.as_strided(typed, entry.shape, strides, writeable=False)
+    return tensors.strided_view(flat, dt, entry.shape, entry.strides or ())
 
 
 def blocks(entry: TensorEntry, sources: Sources,
@@ -227,6 +225,7 @@ def blocks(entry: TensorEntry, sources: Sources,
     import numpy as np
 
     check_bounds(entry)
+    tensors.check_layout(entry)
     if entry.numel == 0:
         return
     dt = entry.dtype.np_dtype()
