@@ -65,7 +65,20 @@ def report(ck: Checkpoint, safety: dict[str, Any] | None = None) -> dict[str, An
         "info": ck.info,
         "needs": ck.needs,
         "safety": safety,
+        **usage(ck),
     }
+
+
+def usage(ck: Checkpoint) -> dict[str, Any]:
+    """What the file is good for (``can``), its LoRA adapter (``lora``), a folder's files."""
+    from ..can import can
+    from ..lora import describe
+
+    adapter = describe(ck)
+    out: dict[str, Any] = {"can": can(ck, adapter)}
+    if adapter is not None:
+        out["lora"] = adapter
+    return out
 
 
 def _tensor_json(t: TensorEntry) -> dict[str, Any]:
@@ -248,4 +261,7 @@ def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False) 
         lines.extend(vals)
     for need in ck.needs:
         lines.append(f"\nnote: {need}")
+    from ..can import render_usage
+
+    lines += render_usage(usage(ck))
     return "\n".join(lines) + "\n"

@@ -159,5 +159,55 @@ def _sniff(probe: Probe) -> bool:
                 any(_SHARD.match(n) for n in names))
 
 
-FORMAT = Format("hf-repo", "huggingface", _sniff, order=80, folder=True,
-                title="Hugging Face model folder", open=f"{__name__}:read")
+# -- PEFT adapter folders ------------------------------------------------------------------------
+#
+#     adapter_config.json          peft_type, r, lora_alpha, target_modules, base model, ...
+#     adapter_model.safetensors    or adapter_model.bin (a torch.save zip): the adapter's tensors
+#
+# (peft ``PeftModel.save_pretrained``; peft/utils/constants.py names the files.) The folder's
+# weights are the adapter's tensors; modelport.lora reads the pairs out of them.
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def _sniff_adapter(probe: Probe) -> bool:
+    names = set(probe.listing)
+    return ADAPTER_CONFIG in names and bool(names & set(ADAPTER_WEIGHTS))
+
+
+def read_adapter(path: str, options: Options) -> Checkpoint:
+    from .. import detect
+    from . import get
+
+    names = set(os.listdir(path))
+    weights = next(n for n in ADAPTER_WEIGHTS if n in names)
+    wpath = os.path.join(path, weights)
+    fmt = detect.sniff(wpath, options.limits)
+    reader = get(fmt).reader()
+    if reader is None or fmt in (FORMAT_ID, "pickle", "peft-adapter"):
+        raise RepoError(f"{weights} is a {get(fmt).title}, not a weights file", path=wpath,
+                        format=fmt, hint="a PEFT adapter holds safetensors or torch.save weights")
+    try:
+        inner = reader(wpath, Options(limits=options.limits))
+    except ModelportError as exc:
+        exc.located(path=wpath)
+        raise
+    cfg = _read_json(os.path.join(path, ADAPTER_CONFIG))
+    if not isinstance(cfg, dict):
+        raise RepoError("adapter_config.json is not a JSON object",
+                        path=os.path.join(path, ADAPTER_CONFIG))
+    info: dict[str, Any] = {"adapter_config": cfg, "weights_file": weights, "weights_format": fmt,
+                            "metadata": inner.info.get("metadata") or {}}
+    ck = classify(path, "peft-adapter", dict(inner.weights), info=info,
+                  select_path=options.select, file_size=inner.file_size)
+    ck.metadata = {"adapter_config": cfg}
+    return ck
+
+
+FORMATS = (
+    Format("hf-repo", "huggingface", _sniff, order=80, folder=True,
+           title="Hugging Face model folder", open=f"{__name__}:read"),
+    Format("peft-adapter", "huggingface", _sniff_adapter, order=79, folder=True,
+           title="PEFT adapter folder", open=f"{__name__}:read_adapter"),
+)

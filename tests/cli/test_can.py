@@ -1,0 +1,92 @@
+"""`inspect` says what each file is good for (`can`), and the answers follow from its facts.
+
+Every fixture of the corpus is inspected through main(); the expected answer is derived here
+from the other fields of the same report (kind, dtypes, optimizer tensors, step values), so a
+wrong rule in modelport.can and a wrong fact both show up.
+"""
+
+from __future__ import annotations
+
+import json
+
+from modelport.cli import main
+from modelport.dtypes import by_name
+
+QUESTIONS = {"inference", "fine_tune", "lora", "resume_training"}
+ANSWERS = {"yes", "no", "after-conversion"}
+GRAPHS = {"onnx", "tflite", "tf-savedmodel", "torchserve"}
+
+
+def _json(capsys, path):
+    assert main(["inspect", str(path), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _expected(d: dict) -> dict[str, str]:
+    meta = d["metadata"] if isinstance(d["metadata"], dict) else {}
+    optimizer = any(k.startswith("optim") for k in meta) or any(
+        t["name"].startswith("optim") for t in d["other_tensors"])
+    step = any(isinstance(meta.get(k), int) for k in ("epoch", "global_step", "step"))
+    dt = d["dtypes"]
+    quantized = any(by_name(n).kind == "q" for n in dt)
+    floats = sum(n for k, n in dt.items() if k in ("F64", "F32", "F16", "BF16"))
+    fp8 = sum(n for k, n in dt.items() if k.startswith("F8"))
+    graph = d["format"] in GRAPHS
+    if not d["weights"] and not graph:
+        train = "no"
+    elif graph or quantized:
+        train = "after-conversion"
+    elif floats * 2 >= sum(dt.values()):
+        train = "yes"
+    elif fp8 and (floats + fp8) * 2 >= sum(dt.values()):
+        train = "after-conversion"
+    else:
+        train = "no"
+    return {"inference": "yes" if d["weights"] or graph else "no", "fine_tune": train,
+            "lora": train, "resume_training": "yes" if optimizer else "no",
+            "_step": "step" if step else ""}
+
+
+def test_every_fixture_answers_from_its_facts(corpus, capsys):
+    seen = set()
+    for name, path in sorted(corpus.items()):
+        d = _json(capsys, path)
+        can = d["can"]
+        assert set(can) == QUESTIONS, name
+        want = _expected(d)
+        for q in QUESTIONS:
+            a = can[q]
+            assert a["answer"] in ANSWERS and a["why"], (name, q, a)
+            assert ("how" in a) == (a["answer"] != "no"), (name, q, a)
+            assert a["answer"] == want[q], (name, q, a, want)
+            seen.add((d["format"], q, a["answer"]))
+        if want["resume_training"] == "yes" and want["_step"]:
+            assert "epoch" in can["resume_training"]["why"] or "step" in \
+                can["resume_training"]["why"], name
+    # the corpus exercises every answer
+    assert {a for _, _, a in seen} == ANSWERS
+
+
+def test_answers_name_what_it_takes(corpus, capsys):
+    lightning = _json(capsys, corpus["lightning"])["can"]["resume_training"]
+    assert lightning["answer"] == "yes" and "ckpt_path" in lightning["how"]
+    full = _json(capsys, corpus["full_model"])["can"]["inference"]
+    assert "train_netmod.Net" in full["how"] and "weights_only=False" in full["how"]
+    training = _json(capsys, corpus["training_zip"])["can"]["inference"]
+    assert "['model_state_dict']" in training["how"]
+    onnx = _json(capsys, corpus["onnx"])["can"]
+    assert onnx["inference"]["answer"] == "yes" and "onnxruntime" in onnx["inference"]["how"]
+    assert "modelport convert" in onnx["fine_tune"]["how"]
+    hf = _json(capsys, corpus["hf_gpt2_st"])
+    assert "AutoModelForCausalLM.from_pretrained" in hf["can"]["inference"]["how"]
+    assert hf["metadata"]["config"]["architectures"] == ["GPT2LMHeadModel"]
+    bert = _json(capsys, corpus["hf_bert_bin"])
+    arch = bert["metadata"]["config"]["architectures"][0]
+    assert arch in bert["can"]["fine_tune"]["why"]
+
+
+def test_text_view_says_it(corpus, capsys):
+    assert main(["inspect", str(corpus["training_zip"])]) == 0
+    out = capsys.readouterr().out
+    assert "what it is good for:" in out
+    assert "resume     yes: a training checkpoint" in out
