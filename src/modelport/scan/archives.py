@@ -30,11 +30,13 @@ from dataclasses import replace
 from typing import Any
 
 from .. import dtypes
+from ..containers import compress
+from ..containers import tar as tarfmt
 from ..containers.zip import ZipArchive, ZipMember
 from ..errors import InputError, LimitExceeded, ModelportError, Truncated
 from ..pickle.machine import Ref
 from . import pickles
-from .context import Scan, compressed_kind, decompress_errors, decompressor, pickle_strength
+from .context import Scan, pickle_strength
 from .findings import Severity
 
 __all__ = ["scan_path", "scan_zip", "scan_npy", "scan_tar", "scan_compressed"]
@@ -129,23 +131,29 @@ def _generic(scan: Scan, path: str, head: bytes, size: int) -> None:
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         scan_zip(scan, path, member=None)
         return
-    kind = compressed_kind(head)
-    if kind:
-        rep.format = rep.format or f"compressed-{kind}"
-        mm, data = _mapped(path)
-        try:
+    kind = compress.kind_of(head)
+    strength = pickle_strength(head)
+    tar = tarfmt.is_tar(head)
+    if not (kind or tar or strength):
+        return
+    mm, data = _mapped(path)
+    try:
+        if kind:
+            rep.format = rep.format or f"compressed-{kind}"
             scan_compressed(scan, data, kind, member=None)
-        finally:
-            del data
-            if mm is not None:
-                _close(mm)
-    elif len(head) > 262 and head[257:262] == b"ustar":
-        rep.format = rep.format or "tar"
-        with open(path, "rb") as f:
-            scan_tar(scan, f, member=None)
-    elif pickle_strength(head):
-        rep.format = rep.format or "pickle"
-        scan_pickle_file(scan, path)
+        if kind in compress.MAGIC_KINDS:
+            return  # a magic number: nothing else reads these bytes
+        if tar:
+            rep.format = rep.format or "tar"
+            scan_tar(scan, data, member=None)
+        if strength:
+            # The same bytes may also be a tar or a no-magic stream: every reading is judged.
+            rep.format = rep.format or "pickle"
+            pickles.scan_stream(scan, data, member=None, loader=strength == 2)
+    finally:
+        del data
+        if mm is not None:
+            _close(mm)
 
 
 # -- registry hooks: (scan, path) -----------------------------------------------------------
@@ -279,10 +287,10 @@ def _head(archive: ZipArchive, fd: int, m: ZipMember, n: int) -> bytes:
     if m.stored or m.method not in (8, 12, 14):
         return raw
     try:
-        d = zlib.decompressobj(-15) if m.method == 8 else decompressor(
+        d = zlib.decompressobj(-15) if m.method == 8 else compress.decompressor(
             {12: "bz2", 14: "lzma"}[m.method])
         return d.decompress(raw, n)
-    except decompress_errors():
+    except compress.ERRORS:
         return b""
 
 
@@ -307,8 +315,8 @@ def _member(scan: Scan, archive: ZipArchive, fd: int, buf: memoryview, m: ZipMem
                      "torch see different bytes")
         if not pickle_strength(head):
             return  # tensor bytes: only their first bytes are looked at
-    elif not (loader or pickle_strength(head) or compressed_kind(head) or
-              head.startswith((b"\x93NUMPY", b"PK\x03\x04")) or head[257:262] == b"ustar"):
+    elif not (loader or pickle_strength(head) or compress.kind_of(head) or
+              head.startswith((b"\x93NUMPY", b"PK\x03\x04")) or tarfmt.is_tar(head)):
         return
     if head.startswith(b"\x93NUMPY") and not _npy_has_object(head):
         scan.note_scanned(f"{name} (.npy header)")
@@ -440,28 +448,36 @@ def scan_npy(scan: Scan, data: Any, *, member: str | None, base: int = 0) -> Non
 
 def scan_compressed(scan: Scan, data: Any, kind: str, *, member: str | None,
                     base: int = 0) -> None:
-    try:
-        d = decompressor(kind)
-    except ImportError:
-        scan.error(_where(f"{scan.path}: an {kind} stream; install the '{kind}' package to scan "
-                          "inside it", member))
-        return
+    """Every stream of a compressed run (containers.compress), then its content by content."""
     cap = min(scan.limits.scan_bytes, max(len(data), 1) * scan.limits.ratio)
     try:
-        out = d.decompress(bytes(data), cap + 1)
-    except decompress_errors() as exc:
-        scan.error(_where(f"{scan.path}: the {kind} stream is corrupt: {exc}", member))
+        out = compress.decompress(data, kind, cap)
+    except compress.MissingCodec as exc:
+        scan.error(_where(f"{scan.path}: {exc}; install it to scan inside (not clean: nothing "
+                          "in the stream was judged)", member))
         return
+    guessed = kind not in compress.MAGIC_KINDS  # zlib / LZMA-alone: no magic number
     where = f"{member or os.path.basename(scan.path)} ({kind})"
-    if len(out) > cap:
+    if out.error and not guessed:
+        scan.error(_where(f"{scan.path}: byte {base + out.end}: the {kind} stream is corrupt: "
+                          f"{out.error} (what it held before was scanned)", member))
+    if out.over:
         scan.add(S.MEDIUM, "bomb", f"the {kind} stream expands beyond {cap} bytes",
                  member=member, offset=base, why="a decompression bomb; the first "
                  f"{cap} bytes were scanned")
-        out = out[:cap]
-    scan.add(S.INFO, "compressed-stream", f"a {kind} stream of {len(out)} bytes, scanned inside",
-             member=member, offset=base, why="joblib and others compress pickles; the loader "
-             "decompresses and unpickles them")
-    scan.bytes(out, member=where)
+    if out.trailing and out.streams:
+        scan.add(S.LOW, "compressed-trailing", f"{out.trailing} bytes after the last {kind} "
+                 "stream are not another stream", member=member, offset=base + out.end,
+                 why="readers stop there (gzip raises after handing over what came before): "
+                 "data no loader reads, a place to hide a payload for another tool")
+    if out.streams or not guessed:
+        scan.add(S.INFO, "compressed-stream", f"{out.streams} {kind} stream(s), {len(out.data)} "
+                 "bytes, scanned inside", member=member, offset=base,
+                 why="joblib and others compress pickles; the loader decompresses every stream "
+                 "and unpickles what they hold")
+    # A stream that broke is still judged on what came out before: a streaming loader
+    # (GzipFile, LZMAFile) has already handed that to the unpickler.
+    scan.bytes(out.data, member=where)
 
 
 # Legacy torch tar members whose pickles are interleaved with raw records (torch/serialization.py
@@ -493,39 +509,85 @@ def _tar_tensors(data: bytes) -> Callable[[int, Any, int], int | None]:
 _TAR_RECORDS = {"storages": _tar_storages, "tensors": _tar_tensors}
 
 
-def scan_tar(scan: Scan, fileobj: Any, *, member: str | None) -> None:
+_TAR_KINDS = {"1": "hardlink", "2": "symlink", "3": "device", "4": "device", "6": "fifo"}
+_TORCH_TAR = ("storages", "tensors", "pickle")  # what torch's legacy loader extracts and unpickles
+
+
+def scan_tar(scan: Scan, data: bytes | memoryview, *, member: str | None) -> None:
+    """Every member of a tar (containers.tar decides it is one), by content; names and links
+    that extraction would follow out of its folder are findings. ``ignore_zeros``: members
+    after an end-of-archive block are read too (``tar -i`` and tarfile(ignore_zeros) do)."""
     import tarfile
 
-    if isinstance(fileobj, (bytes, memoryview)):
-        fileobj = io.BytesIO(fileobj)
     label = (member + " > ") if member else ""
+    view = memoryview(data)
     try:
-        with tarfile.open(fileobj=fileobj, mode="r:") as tar:
+        with tarfile.open(fileobj=_ViewFile(view), mode="r:", ignore_zeros=True) as tar:
             for info in tar:
-                if not info.isfile():
-                    if info.issym() or info.islnk():
-                        scan.add(S.LOW, "tar-link", f"a link to {info.linkname!r}",
-                                 member=label + info.name, why="extracting it writes outside")
+                name = label + info.name
+                kind = "file" if info.isreg() else "dir" if info.isdir() else \
+                    _TAR_KINDS.get(info.type.decode("latin1"), "other")
+                for rule, what, outside in tarfmt.hazards(info.name, kind, info.linkname):
+                    torch_member = info.name in _TORCH_TAR and kind != "file"
+                    sev = S.MEDIUM if outside or torch_member else S.LOW
+                    scan.add(sev, rule, what, member=name, offset=info.offset, why=(
+                        "extracting it writes or reads outside the extraction folder "
+                        "(tarfile without a filter, torch's legacy tar loader)" if sev > S.LOW
+                        else "extraction follows it; no model writer emits one"))
+                if not info.isreg():
                     continue
-                if info.size > scan.limits.member_bytes:
-                    scan.add(S.MEDIUM, "limit", f"tar member of {info.size} bytes",
-                             member=label + info.name, why="not scanned")
-                    continue
-                f = tar.extractfile(info)
-                data = f.read() if f is not None else b""
-                walker = _TAR_RECORDS.get(info.name)
-                if walker is not None and pickle_strength(data[:80]):
-                    pickles.scan_stream(scan, data, member=label + info.name,
-                                        base=info.offset_data, records=walker(data),
-                                        persistent=_tar_pid)
-                elif pickle_strength(data[:80]):
-                    pickles.scan_stream(scan, data, member=label + info.name,
-                                        base=info.offset_data, persistent=_tar_pid,
-                                        loader=pickle_strength(data[:80]) == 2)
+                if info.issparse():
+                    f = tar.extractfile(info)
+                    if info.size > scan.limits.scan_bytes:
+                        _limit(scan, LimitExceeded(f"sparse tar member of {info.size} bytes"),
+                               name)
+                        continue
+                    body: Any = f.read() if f is not None else b""
                 else:
-                    scan.bytes(data, member=label + info.name, base=info.offset_data)
+                    body = view[info.offset_data:info.offset_data + info.size]
+                strength = pickle_strength(body[:80])
+                walker = _TAR_RECORDS.get(info.name)
+                if walker is not None and strength:
+                    pickles.scan_stream(scan, body, member=name, base=info.offset_data,
+                                        records=walker(body), persistent=_tar_pid)
+                elif info.name in _TORCH_TAR or strength:
+                    pickles.scan_stream(scan, body, member=name, base=info.offset_data,
+                                        persistent=_tar_pid,
+                                        loader=info.name in _TORCH_TAR or strength == 2)
+                    if not strength:
+                        scan.bytes(body, member=name, base=info.offset_data)
+                else:
+                    scan.bytes(body, member=name, base=info.offset_data)
     except (tarfile.TarError, EOFError) as exc:
         scan.error(_where(f"{scan.path}: tar archive cannot be read: {exc}", member))
+
+
+class _ViewFile(io.RawIOBase):
+    """A read-only file over a memoryview (a mapped file or decompressed bytes), so tarfile
+    walks headers without a copy of the archive."""
+
+    def __init__(self, view: memoryview) -> None:
+        self._view, self._pos = view, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = max(0, offset if whence == 0 else self._pos + offset if whence == 1
+                        else len(self._view) + offset)
+        return self._pos
+
+    def readinto(self, buf: Any) -> int:
+        chunk = self._view[self._pos:self._pos + len(buf)]
+        buf[:len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
 
 
 def _tar_pid(pid: Any, offset: int) -> Any:

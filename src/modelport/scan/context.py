@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import os
 import re
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..containers import compress
+from ..containers.tar import is_tar
 from ..limits import DEFAULT_LIMITS, Limits
 from .findings import FileReport, Finding, Severity
 
-__all__ = ["Scan", "looks_like_pickle", "pickle_strength", "COMPRESSED", "decompressor",
-           "decompress_errors", "compressed_kind"]
+__all__ = ["Scan", "looks_like_pickle", "pickle_strength", "decompressor", "decompress_errors"]
 
 # Opcode bytes of protocols 0-5 (Lib/pickletools.py); a pickle's second byte is one of them too.
 _OPCODES = frozenset(b"(.012FIJKLMNPQRSTUVXabcdeghijlopqrstu}])G\x80\x81\x82\x83\x84\x85\x86"
@@ -47,45 +47,14 @@ def looks_like_pickle(head: bytes | memoryview) -> bool:
     return pickle_strength(head) > 0
 
 
-# Magic bytes -> compressed stream kind (joblib writes each of these; lz4 is an optional import).
-COMPRESSED: list[tuple[bytes, str]] = [
-    (b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x04\x22\x4d\x18", "lz4"),
-    (b"\x5d\x00\x00", "lzma"),
-]
-
-
-def compressed_kind(head: bytes) -> str | None:
-    for magic, kind in COMPRESSED:
-        if head.startswith(magic):
-            return kind
-    # zlib: CMF 0x78 (deflate, 32K window) and a header checksum divisible by 31 (RFC 1950).
-    if len(head) >= 2 and head[0] == 0x78 and (head[0] << 8 | head[1]) % 31 == 0:
-        return "zlib"
-    return None
-
-
 def decompressor(kind: str) -> Any:
-    import bz2  # stdlib, imported only when a stream needs it (keeps start-up short)
-    import lzma
-
-    if kind == "lz4":
-        import lz4.frame  # type: ignore[import-untyped]  # optional: joblib compress="lz4"
-
-        return lz4.frame.LZ4FrameDecompressor()
-    return {
-        "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
-        "zlib": zlib.decompressobj,
-        "bz2": bz2.BZ2Decompressor,
-        "xz": lzma.LZMADecompressor,
-        "lzma": lzma.LZMADecompressor,
-    }[kind]()
+    """containers.compress.decompressor (kept here for the pickle payload decoders)."""
+    return compress.decompressor(kind)
 
 
 def decompress_errors() -> tuple[type[Exception], ...]:
-    """What a decompressor raises on bytes that are not its stream (lzma imported lazily)."""
-    import lzma
-
-    return (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError, RuntimeError)
+    """What a decompressor raises on bytes that are not its stream."""
+    return compress.ERRORS
 
 
 @dataclass
@@ -139,6 +108,7 @@ class Scan:
             return
         self.depth += 1
         try:
+            kind = compress.kind_of(data[:1 << 16])
             if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
                 import tempfile  # the zip reader works on a path: a nested archive gets one
 
@@ -148,14 +118,18 @@ class Scan:
                     archives.scan_zip(self, tmp.name, member=member)
             elif head.startswith(b"\x93NUMPY"):
                 archives.scan_npy(self, data, member=member, base=base)
-            elif compressed_kind(head):
-                archives.scan_compressed(self, data, compressed_kind(head) or "", member=member,
-                                         base=base)
-            elif len(head) > 262 and head[257:262] == b"ustar":
-                archives.scan_tar(self, data, member=member)
-            elif pickle_strength(head) or loader:
-                pickles.scan_stream(self, data, member=member, base=base,
-                                    loader=loader or pickle_strength(head) == 2)
+            elif kind in compress.MAGIC_KINDS:
+                archives.scan_compressed(self, data, kind, member=member, base=base)
+            else:
+                # Kinds without a magic number (zlib, LZMA-alone) and tar headers can share
+                # their first bytes with a pickle: every reading a loader may take is judged.
+                if kind:
+                    archives.scan_compressed(self, data, kind, member=member, base=base)
+                if is_tar(head):
+                    archives.scan_tar(self, data, member=member)
+                if pickle_strength(head) or loader:
+                    pickles.scan_stream(self, data, member=member, base=base,
+                                        loader=loader or pickle_strength(head) == 2)
         finally:
             self.depth -= 1
 
