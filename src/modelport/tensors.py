@@ -55,6 +55,9 @@ def storage_buffer(storage: Storage) -> memoryview:
     if storage.nbytes == 0:
         return memoryview(b"")
     assert storage.path is not None
+    from . import remote
+
+    remote.ensure(storage.path, storage.offset, storage.nbytes)
     m = _file_map(storage.path)
     end = storage.offset + storage.nbytes
     if m is None or end > len(m):

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 import traceback
+from typing import Any, TextIO
 
 from ..errors import _ONE_LINE, ModelportError, UnsafeInput
 
@@ -74,6 +75,24 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Arguments that may name remote inputs (https://, hf://, owner/repo), per command.
+_REMOTE_ARGS = {"inspect": ("path",), "scan": ("paths",), "verify": ("a", "b"),
+                "diff": ("a", "b"), "convert": ("src",)}
+
+
+class _Display:
+    """A text stream that writes mirror paths as the URLs the user typed."""
+
+    def __init__(self, stream: TextIO, session: Any) -> None:
+        self._stream, self._session = stream, session
+
+    def write(self, text: str) -> int:
+        return self._stream.write(self._session.display(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser(argv[0] if argv and argv[0] in COMMANDS else None)
@@ -81,6 +100,33 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    names = _REMOTE_ARGS.get(args.command, ())
+    values = [v for n in names for v in (getattr(args, n) if isinstance(getattr(args, n), list)
+                                         else [getattr(args, n)])]
+    from .. import remote
+
+    if not any(isinstance(v, str) and remote.is_remote(v) for v in values):
+        return _main(args)
+    with remote.session(whole_folders=args.command == "scan") as session:
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Display(out, session), _Display(err, session)  # type: ignore
+        try:
+            args._remote = session
+            try:
+                for n in names:
+                    v = getattr(args, n)
+                    setattr(args, n, [session.localize(x) if remote.is_remote(x) else x
+                                      for x in v] if isinstance(v, list)
+                            else session.localize(v) if remote.is_remote(v) else v)
+            except ModelportError as exc:
+                print(f"modelport {args.command}: error: {exc}", file=sys.stderr)
+                return EXIT_ERROR
+            return _main(args)
+        finally:
+            sys.stdout, sys.stderr = out, err
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         return int(args._run(args))
     except ModelportError as exc:

@@ -97,9 +97,18 @@ def run(args: argparse.Namespace) -> int:
         ck = load(args.path, args.select)
     else:
         ck = open_checkpoint(args.path, select=args.select, format=fmt)
-    safety = _scan(args.path)
+    remote = getattr(args, "_remote", None)
+    if remote is not None and args.path.startswith(remote.root):
+        # A full scan reads every byte; inspect of a remote file reads headers only.
+        safety = {"verdict": "not-scanned", "reason": "a remote file: `modelport scan` on it "
+                  "fetches and judges every byte"}
+    else:
+        safety = _scan(args.path)
     if args.json:
-        json.dump(report(ck, safety), sys.stdout, indent=1, default=str)
+        doc = report(ck, safety)
+        if remote is not None:
+            doc["remote"] = remote.to_json()
+        json.dump(doc, sys.stdout, indent=1, default=str)
         print()
         return 0
     sys.stdout.write(_printable(render(ck, safety, expand=args.all)))

@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         doc: dict[str, Any] = {"verdict": _overall(reports), "files": [r.to_json()
                                                                       for r in reports]}
+        remote = getattr(args, "_remote", None)
+        if remote is not None:
+            doc["remote"] = remote.to_json()
         json.dump(doc, sys.stdout, indent=1, default=str)
         print()
     elif args.sarif:

@@ -19,6 +19,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from .. import remote
 from ..errors import LimitExceeded, MalformedHeader, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
 
@@ -92,6 +93,7 @@ class ZipArchive:
 
     def read(self, member: ZipMember, limits: Limits = DEFAULT_LIMITS) -> bytes:
         """A member's bytes, decompressed within the limits (for pickles and small members)."""
+        remote.ensure(self.path, member.data_offset, member.csize)
         with open(self.path, "rb") as f:
             raw = os.pread(f.fileno(), member.csize, member.data_offset)
         if len(raw) < member.csize:
@@ -141,6 +143,7 @@ def _err(path: str, msg: str, offset: int, cls: type = MalformedHeader, **kw: ob
 
 def _find_eocd(path: str, fd: int, size: int) -> tuple[int, bytes]:
     tail_len = min(size, _EOCD.size + 0xFFFF)
+    remote.ensure(path, size - tail_len, tail_len)
     tail = os.pread(fd, tail_len, size - tail_len)
     pos = tail.rfind(b"PK\x05\x06")
     while pos >= 0 and len(tail) - pos < _EOCD.size:
@@ -180,9 +183,11 @@ def _parse(path: str, fd: int, size: int, limits: Limits) -> ZipArchive:
     # A zip64 end record (torch's writer always adds one) sits just before the locator.
     loc_pos = eocd_pos - _EOCD64_LOC.size
     if loc_pos >= 0:
+        remote.ensure(path, loc_pos, _EOCD64_LOC.size)
         sig, _, z64_off, _ = _EOCD64_LOC.unpack(os.pread(fd, _EOCD64_LOC.size, loc_pos))
         # Offsets are 64-bit unsigned; pread takes a signed off_t: look only inside the file.
         if sig == _SIG_LOC64 and z64_off + _EOCD64.size <= size:
+            remote.ensure(path, z64_off, _EOCD64.size)
             rec = os.pread(fd, _EOCD64.size, z64_off)
             if len(rec) == _EOCD64.size and _EOCD64.unpack(rec)[0] == _SIG_EOCD64:
                 fields = _EOCD64.unpack(rec)
@@ -197,9 +202,9 @@ def _parse(path: str, fd: int, size: int, limits: Limits) -> ZipArchive:
     if cd_start + cd_size > size:
         raise _err(path, "central directory runs past the end of the file", cd_start, Truncated,
                    hint="the file is truncated; download it again")
+    remote.ensure(path, cd_start, cd_size)
     cd = os.pread(fd, cd_size, cd_start)
-    members: list[ZipMember] = []
-    seen: dict[str, int] = {}
+    entries: list[ZipMember] = []
     pos = 0
     for _ in range(n_total):
         if pos + _CENTRAL.size > len(cd):
@@ -214,7 +219,17 @@ def _parse(path: str, fd: int, size: int, limits: Limits) -> ZipArchive:
         extra = cd[pos + _CENTRAL.size + nlen : pos + _CENTRAL.size + nlen + xlen]
         name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
         usize, csize, hoff = _zip64_extra(extra, usize, csize, hoff)
-        m = ZipMember(name, method, flags, crc, csize, usize, hoff + prefix)
+        entries.append(ZipMember(name, method, flags, crc, csize, usize, hoff + prefix))
+        pos += _CENTRAL.size + nlen + xlen + clen
+    # Every local header, in one request when the file is remote (a torch checkpoint has one
+    # before each storage, spread over the whole file); 64 bytes cover torch's alignment extra.
+    remote.ensure_ranges(path, [(m.header_offset, m.header_offset + _LOCAL.size +
+                                 len(m.name.encode()) + 64) for m in entries
+                                if m.header_offset < size])
+    members: list[ZipMember] = []
+    seen: dict[str, int] = {}
+    for m in entries:
+        name, flags, method, csize, usize = m.name, m.flags, m.method, m.csize, m.usize
         _local(path, fd, size, m, anomalies)
         if name in seen:
             anomalies.append(ZipAnomaly("duplicate", name, m.header_offset,
@@ -229,7 +244,6 @@ def _parse(path: str, fd: int, size: int, limits: Limits) -> ZipArchive:
             anomalies.append(ZipAnomaly("bomb", name, m.header_offset,
                                         f"expands {usize / csize:.0f}x ({usize} bytes)"))
         members.append(m)
-        pos += _CENTRAL.size + nlen + xlen + clen
     if prefix:
         anomalies.append(ZipAnomaly("prefix", None, 0,
                                     f"{prefix} bytes before the first zip header (a polyglot?)"))
@@ -241,6 +255,7 @@ def _parse(path: str, fd: int, size: int, limits: Limits) -> ZipArchive:
 
 def _local(path: str, fd: int, size: int, m: ZipMember, anomalies: list[ZipAnomaly]) -> None:
     # A zip64 offset can be past 2**63, where pread's off_t overflows: compare with size first.
+    remote.ensure(path, m.header_offset, _LOCAL.size + len(m.name.encode()) + 64)
     head = os.pread(fd, _LOCAL.size, m.header_offset) if m.header_offset < size else b""
     if len(head) < _LOCAL.size:
         raise _err(path, "local header runs past the end of the file", m.header_offset,
@@ -250,6 +265,7 @@ def _local(path: str, fd: int, size: int, m: ZipMember, anomalies: list[ZipAnoma
         raise _err(path, "bad local header signature", m.header_offset, member=m.name,
                    hint="the zip is corrupt")
     nlen, xlen = f[9], f[10]
+    remote.ensure(path, m.header_offset, _LOCAL.size + nlen)
     local_name = os.pread(fd, nlen, m.header_offset + _LOCAL.size).decode(
         "utf-8" if f[1] & 0x800 else "cp437", "replace")
     m.local_name = local_name

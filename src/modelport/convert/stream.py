@@ -262,6 +262,10 @@ def pieces(entry: TensorEntry, sources: Sources, dtype: DType | None = None,
     if entry.numel == 0:
         return
     st = entry.storage
+    if st.path is not None:
+        from .. import remote
+
+        remote.ensure(st.path, st.offset, st.nbytes)  # a no-op unless the file is remote
     if out.name == entry.dtype.name and entry.is_contiguous and st.data is None:
         assert st.path is not None
         yield Run(st.path, st.offset + entry.byte_offset, entry.nbytes)

@@ -73,8 +73,11 @@ class Probe:
         """Read a file's head and tail (OSError if it cannot be read) or a folder's listing."""
         if os.path.isdir(path):
             return cls(path, is_dir=True, limits=limits)
+        from .. import remote
+
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
+            remote.ensure_ranges(path, [(0, HEAD), (max(0, size - HEAD), size)])
             head = f.read(HEAD)
             tail = head[-HEAD:] if size <= HEAD else os.pread(f.fileno(), HEAD, size - HEAD)
         return cls(path, head=head, tail=tail, size=size, limits=limits)
@@ -143,10 +146,26 @@ class Format:
     # Said when the format is recognised but cannot be read or scanned yet.
     unsupported: str = ""
     folder: bool = False  # sniffed from a folder listing (hf-repo, SavedModel)
+    # Its reader reads only through ``remote.ensure``-guarded primitives (the probe, the zip
+    # decoder, the safetensors header parser, tensor reads): a remote file of this format is
+    # read by ranges. Any other format's remote file is fetched whole before its reader runs.
+    ranged: bool = False
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def reader(self) -> Callable[[str, Options], Checkpoint] | None:
-        return resolve(self.open) if self.open else None
+        if not self.open:
+            return None
+        read = resolve(self.open)
+        if self.ranged or self.folder:
+            return read  # type: ignore[no-any-return]
+
+        def whole(path: str, options: Options) -> Checkpoint:
+            from .. import remote
+
+            remote.ensure_all(path)  # a no-op for local files
+            return read(path, options)  # type: ignore[no-any-return]
+
+        return whole
 
     def scanner(self) -> Callable[[Any, str], None] | None:
         return resolve(self.scan) if self.scan else None

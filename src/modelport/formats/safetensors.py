@@ -111,8 +111,11 @@ def parse_header(
             cls: type[InputError] = MalformedHeader) -> InputError:
         return cls(msg, path=path, format=FORMAT_ID, tensor=tensor, offset=offset, hint=hint)
 
+    from .. import remote
+
     with builtins.open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
+        remote.ensure(path, 0, 8)
         head = f.read(8)
         if len(head) < 8:  # HeaderTooSmall
             raise bad(f"the file has {size} bytes, fewer than the 8-byte header length", 0,
@@ -126,6 +129,7 @@ def parse_header(
         if 8 + n > size:  # InvalidHeaderLength
             raise bad(f"header length {n} needs {8 + n} bytes but the file has {size}", 8,
                       cls=Truncated, hint="the file is truncated; download it again")
+        remote.ensure(path, 8, n)
         raw = f.read(n)
 
     try:
@@ -241,7 +245,7 @@ def read(path: str, options: Options) -> Checkpoint:
 
 FORMAT = Format(
     "safetensors", "huggingface", _sniff, order=30, title="safetensors",
-    open=f"{__name__}:read", scan="modelport.scan.archives:scan_safetensors",
+    open=f"{__name__}:read", ranged=True, scan="modelport.scan.archives:scan_safetensors",
     writer=Writer("safetensors", "modelport.convert.writers:write_safetensors",
                   suffixes=(".safetensors",), aliases=("st",),
                   holds=lambda d: bool(d.safetensors), refuse_hint="--to torch keeps it",

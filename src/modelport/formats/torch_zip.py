@@ -156,7 +156,7 @@ def archive_kind(names: tuple[str, ...] | list[str]) -> str | None:
 
 FORMAT = Format(
     "torch-zip", "pytorch", _sniff, order=10, title="PyTorch zip checkpoint (torch.save)",
-    open=f"{__name__}:read", scan="modelport.scan.archives:scan_zip_file",
+    open=f"{__name__}:read", ranged=True, scan="modelport.scan.archives:scan_zip_file",
     writer=Writer("torch", "modelport.convert.writers:write_torch",
                   suffixes=(".pt", ".pth", ".bin", ".ckpt"), aliases=("pt", "pytorch"),
                   holds=lambda d: d.torch is not None and d.kind != "q",

@@ -97,4 +97,4 @@ def _sniff(probe: Probe) -> bool:
 
 
 FORMAT = Format("torchscript", "pytorch", _sniff, order=9, title="TorchScript archive",
-                open=f"{__name__}:read", scan="modelport.scan.archives:scan_zip_file")
+                open=f"{__name__}:read", ranged=True, scan="modelport.scan.archives:scan_zip_file")

@@ -34,6 +34,9 @@ def _scan_one(path: str, strict: bool, limits: Limits) -> FileReport:
             # A FIFO would block the open forever, a device never ends: nothing is read.
             scan.error(f"{path}: not a regular file, not scanned (copy it to a file first)")
             return scan.report
+        from .. import remote
+
+        remote.ensure_all(path)  # a remote file is judged on all of its bytes, never on holes
         scan.file(path)
     except ModelportError as exc:
         scan.error(str(exc.located(path=path)))
