@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SAMPLE := examples/sample_checkpoint.pt
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean fixtures-tf
 
 # The core needs only numpy and ml_dtypes: the demo installs just that.
 $(VENV)/.core: pyproject.toml
@@ -50,6 +50,12 @@ $(VENV)/.dev: $(VENV)/.test
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy src
+
+# TensorFlow fixtures (committed; make test never needs TensorFlow). TFPY: a Python with
+# tensorflow>=2.16 and keras>=3 installed.
+TFPY ?= /work/tfenv/bin/python
+fixtures-tf:
+	$(TFPY) tests/fixtures/tf/generate_tf.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

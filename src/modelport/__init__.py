@@ -54,9 +54,10 @@ def open(
     ``select`` picks the weights subtree by dotted path; ``format`` skips detection;
     ``layout`` reads ``path`` as a raw buffer laid out as that model file or JSON list says.
     """
+    from .detect import resolve
     from .formats import Options, get
 
-    path = os.fspath(path)
+    path = resolve(path)  # a name that is no file may still be one a format reads (a prefix)
     if not os.path.exists(path):
         raise errors.FileMissing(f"no such file or folder: {path}", path=path,
                                  hint="check the path")

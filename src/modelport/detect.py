@@ -19,14 +19,30 @@ from .limits import DEFAULT_LIMITS, Limits
 if TYPE_CHECKING:
     from .formats import Probe
 
-__all__ = ["sniff", "probe", "describe_bytes", "is_npz_listing"]
+__all__ = ["sniff", "probe", "resolve", "describe_bytes", "is_npz_listing"]
+
+
+def resolve(path: str | os.PathLike[str]) -> str:
+    """``path`` itself when it exists; else the file a format reads for it (a TensorFlow
+    checkpoint prefix -> its .index: ``Format.resolve_path``); else ``path`` unchanged."""
+    path = os.fspath(path)
+    if os.path.lexists(path):
+        return path
+    from .formats import registry
+
+    for f in registry():
+        if f.resolve_path is not None:
+            found = f.resolve_path(path)
+            if found is not None:
+                return found
+    return path
 
 
 def probe(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Probe:
     """The registry's view of ``path``; UnknownFormat when it cannot be read at all."""
     from .formats import Probe
 
-    path = os.fspath(path)
+    path = resolve(path)
     try:
         if not os.path.isdir(path) and not stat.S_ISREG(os.stat(path).st_mode):
             # Opening a FIFO blocks until something writes to it; a device never ends.
@@ -42,7 +58,7 @@ def sniff(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> str:
     """The format id of ``path`` (DESIGN.md table); UnknownFormat says what the bytes look like."""
     from .formats import identify
 
-    path = os.fspath(path)
+    path = resolve(path)
     p = probe(path, limits)
     fmt = identify(p)
     if fmt is not None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # numpy is imported only when an array is made: inspect never
     import numpy as np
 
 __all__ = ["DType", "DTYPES", "UNTYPED_STORAGE", "by_name", "by_torch_storage", "by_torch",
-           "by_onnx", "by_numpy", "numpy_holder"]
+           "by_onnx", "by_numpy", "numpy_holder", "by_tf", "tf_code", "TF_OTHER_TYPES"]
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,24 @@ _SAFETENSORS_CODES = frozenset(
 
 DTYPES: tuple[DType, ...] = tuple(DType(*row) for row in _ROWS)
 
+# TensorFlow's DataType enum (tensorflow/core/framework/types.proto) for the rows above: a
+# column kept beside the table rather than in it, keyed by the row's name. qint16/quint16,
+# DT_FLOAT8_E4M3B11FNUZ and the 2/4-bit types have no row (TF_OTHER_TYPES names them).
+_TF_CODES = {
+    "F32": 1, "F64": 2, "I32": 3, "U8": 4, "I16": 5, "I8": 6, "C64": 8, "I64": 9, "BOOL": 10,
+    "QI8": 11, "QU8": 12, "QI32": 13, "BF16": 14, "U16": 17, "C128": 18, "F16": 19, "U32": 22,
+    "U64": 23, "F8_E5M2": 24, "F8_E4M3": 25, "F8_E4M3FNUZ": 26, "F8_E5M2FNUZ": 28,
+}
+# TF types that are not arrays of fixed-size numbers, or that modelport has no row for.
+TF_OTHER_TYPES = {0: "INVALID", 7: "STRING", 15: "QINT16", 16: "QUINT16", 20: "RESOURCE",
+                  21: "VARIANT", 27: "FLOAT8_E4M3B11FNUZ", 29: "INT4", 30: "UINT4",
+                  31: "INT2", 32: "UINT2", 33: "FLOAT4_E2M1FN"}
+
 _BY_NAME = {d.name: d for d in DTYPES}
 _BY_STORAGE = {d.torch_storage: d for d in DTYPES if d.torch_storage}
 _BY_TORCH = {d.torch: d for d in DTYPES if d.torch}
 _BY_ONNX = {d.onnx: d for d in DTYPES if d.onnx is not None}
+_BY_TF = {code: _BY_NAME[name] for name, code in _TF_CODES.items()}
 # First row wins for numpy strings shared by a quantized type (QI8 shares |i1 with I8).
 _BY_NUMPY: dict[str, DType] = {}
 for _d in DTYPES:
@@ -142,6 +156,16 @@ def by_torch(attr: str) -> DType | None:
 
 def by_onnx(code: int) -> DType | None:
     return _BY_ONNX.get(code)
+
+
+def by_tf(code: int) -> DType | None:
+    """TensorFlow's DataType enum value -> DType (None for strings, resources, variants...).
+    Reference types (code + 100, a graph's ``float32_ref``) map like their base type."""
+    return _BY_TF.get(code - 100 if code > 100 else code)
+
+
+def tf_code(d: DType) -> int | None:
+    return _TF_CODES.get(d.name)
 
 
 def by_numpy(dt: np.dtype | str) -> DType | None:

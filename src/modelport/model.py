@@ -58,6 +58,12 @@ class Storage:
 
     ``key`` identifies the storage inside its file (torch's storage key, a safetensors tensor
     name): two entries with the same (path, key) share memory.
+
+    ``parts``: the storage is these storages' bytes one after another (``path`` and ``data``
+    are then None). A TensorFlow variable saved in slices (a partitioned embedding) is one
+    tensor whose rows live in several runs of a file, or in several files; with parts it stays
+    one entry, read in place (``tensors`` concatenates only when a caller asks for an array,
+    ``convert`` copies part by part), instead of being copied into memory at open time.
     """
 
     nbytes: int
@@ -65,6 +71,34 @@ class Storage:
     offset: int = 0
     data: bytes | memoryview | None = field(default=None, repr=False, compare=False)
     key: str = ""
+    parts: tuple[Storage, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def joined(cls, parts: tuple[Storage, ...], key: str = "") -> Storage:
+        """One storage over ``parts`` (a single part is returned as it is)."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(nbytes=sum(p.nbytes for p in parts), key=key, parts=parts)
+
+    def runs(self, start: int, length: int) -> list[tuple[Storage, int, int]]:
+        """The (part, offset within part, length) runs that hold bytes ``start..start+length``
+        (``[(self, start, length)]`` for a storage without parts)."""
+        if not self.parts:
+            return [(self, start, length)]
+        out, pos, end = [], 0, start + length
+        for p in self.parts:
+            lo, hi = max(start, pos), min(end, pos + p.nbytes)
+            if lo < hi:
+                out.append((p, lo - pos, hi - lo))
+            pos += p.nbytes
+        return out
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file this storage's bytes come from."""
+        if self.parts:
+            return tuple(dict.fromkeys(f for p in self.parts for f in p.files))
+        return (self.path,) if self.path is not None else ()
 
     @property
     def identity(self) -> tuple[str | None, str, int]:

@@ -54,6 +54,11 @@ def storage_buffer(storage: Storage) -> memoryview:
         return view[: storage.nbytes]
     if storage.nbytes == 0:
         return memoryview(b"")
+    if storage.parts:  # a tensor saved in slices: its parts joined (a copy, as big as it)
+        joined = bytearray()
+        for part in storage.parts:
+            joined += storage_buffer(part)
+        return memoryview(bytes(joined))
     assert storage.path is not None
     from . import remote
 

@@ -237,6 +237,14 @@ def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False) 
         lines.append("  dtypes      " + ", ".join(f"{k} {v / total:.0%}" for k, v in dt.most_common()))
     if safety is not None:
         lines.append(f"  safety      {safety.get('verdict')}: {safety.get('reason', '')}")
+    # Format-neutral: a reader puts {label: text or [lines]} in info["summary"] (a TF
+    # checkpoint's layout, a SavedModel's signatures, a Keras config) and it is shown as is.
+    for label, text in (ck.info.get("summary") or {}).items():
+        rows = text if isinstance(text, list) else [text]
+        for i, row in enumerate(rows[:12]):
+            lines.append(f"  {label if i == 0 else '':<11} {row}")
+        if len(rows) > 12:
+            lines.append(f"  {'':<11} ... {len(rows) - 12} more (--json shows them all)")
     if "graph" in ck.info:
         g = ck.info["graph"]
         ops = ", ".join(f"{k} {v}" for k, v in list(g.get("op_counts", {}).items())[:8])

@@ -361,7 +361,9 @@ def convert(
     ``progress(done_bytes, total_bytes)`` is called as tensor bytes are written.
     """
     t0 = time.perf_counter()
-    src, dst = os.fspath(src), os.fspath(dst)
+    from ..detect import resolve
+
+    src, dst = resolve(src), os.fspath(dst)  # a TF checkpoint prefix names its .index
     target = resolve_target(dst, to)
     _check_paths(src, dst, force)
     if force and os.path.isdir(dst):  # an existing folder is always a folder target

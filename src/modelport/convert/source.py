@@ -86,9 +86,7 @@ def source_files(ck: Checkpoint) -> set[str]:
     """Real paths of every file a checkpoint's bytes come from."""
     files = {os.path.realpath(ck.path)} if os.path.isfile(ck.path) else set()
     for _, t in flatten_tensors(ck.tree):
-        if t.storage.path is not None:
-            files.add(os.path.realpath(t.storage.path))
+        files.update(os.path.realpath(f) for f in t.storage.files)
     for t in ck.tensors():
-        if t.storage.path is not None:
-            files.add(os.path.realpath(t.storage.path))
+        files.update(os.path.realpath(f) for f in t.storage.files)
     return files

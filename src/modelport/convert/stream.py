@@ -206,7 +206,7 @@ def _strided_view(entry: TensorEntry, sources: Sources) -> np.ndarray:
     import numpy as np
 
     st = entry.storage
-    if st.data is not None:
+    if st.data is not None or st.parts:
         return tensors.to_numpy(entry)
     assert st.path is not None
     dt = entry.dtype.np_dtype()
@@ -237,12 +237,19 @@ def blocks(entry: TensorEntry, sources: Sources,
             for i in range(0, flat.size, budget):
                 yield flat[i:i + budget]
             return
-        assert st.path is not None
-        start = st.offset + entry.byte_offset
         step = budget * dt.itemsize
-        for i in range(0, entry.nbytes, step):
-            raw = sources.pread(st.path, start + i, min(step, entry.nbytes - i))
-            yield np.frombuffer(raw, dtype=dt)
+        for part, _, n in st.runs(entry.byte_offset, entry.nbytes):
+            if part.data is not None or n % dt.itemsize:
+                # an in-memory part, or parts that split an element: join them (one tensor)
+                flat = tensors.to_numpy(entry).reshape(-1)
+                for i in range(0, flat.size, budget):
+                    yield flat[i:i + budget]
+                return
+        for part, off, n in st.runs(entry.byte_offset, entry.nbytes):
+            assert part.path is not None
+            for i in range(0, n, step):
+                raw = sources.pread(part.path, part.offset + off + i, min(step, n - i))
+                yield np.frombuffer(raw, dtype=dt)
         return
     arr = _strided_view(entry, sources)
     try:
@@ -267,9 +274,13 @@ def pieces(entry: TensorEntry, sources: Sources, dtype: DType | None = None,
 
         remote.ensure(st.path, st.offset, st.nbytes)  # a no-op unless the file is remote
     if out.name == entry.dtype.name and entry.is_contiguous and st.data is None:
-        assert st.path is not None
-        yield Run(st.path, st.offset + entry.byte_offset, entry.nbytes)
-        return
+        # Parts (a tensor saved in slices) become one Run each: still copied in the kernel.
+        runs = st.runs(entry.byte_offset, entry.nbytes)
+        if all(p.path is not None and p.data is None for p, _, _ in runs):
+            for part, off, n in runs:
+                assert part.path is not None
+                yield Run(part.path, part.offset + off, n)
+            return
     import numpy as np  # only here: a plain copy never needs it
 
     for block in blocks(entry, sources, budget_bytes):

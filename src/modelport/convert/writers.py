@@ -119,6 +119,9 @@ class _TorchStorages:
         if src.name == dst.name:
             if st.data is not None:
                 return st.nbytes, lambda: [memoryview(st.data).cast("B")[: st.nbytes]]
+            if st.parts:  # a tensor saved in slices: one Run per part, still kernel copies
+                whole = TensorEntry(st.key, src, (n,), st)
+                return st.nbytes, lambda: pieces(whole, self.sources, dst)
             assert st.path is not None
             crc = self._known_crc(st)
             return st.nbytes, lambda: [Run(st.path, st.offset, st.nbytes, crc)]

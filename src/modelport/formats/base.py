@@ -15,6 +15,12 @@ lists the modules; ``detect``, the scanner's dispatch, ``convert``'s targets and
       scan        "module:function" (Scan, path) -> None, the scanner's hook, or None: the
                   scanner reports the file as recognised but not analysed (never clean)
       writer      a Writer: the name ``--to`` takes, suffixes, folder layout, the function
+      resolve_path  str -> str | None, for formats named by a path that is no file: given a
+                  path that does not exist, the file to read instead, or None. A TensorFlow
+                  checkpoint is named by its prefix (``model.ckpt``, the files being
+                  ``model.ckpt.index`` and ``model.ckpt.data-*``). ``detect.resolve`` asks
+                  every format, in order, only when the path does not exist; nothing else
+                  changes for paths that do.
 
 Hooks are named as strings and imported on first use, so sniffing a file does not import
 every reader's dependencies.
@@ -150,6 +156,7 @@ class Format:
     # decoder, the safetensors header parser, tensor reads): a remote file of this format is
     # read by ranges. Any other format's remote file is fetched whole before its reader runs.
     ranged: bool = False
+    resolve_path: Callable[[str], str | None] | None = None
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def reader(self) -> Callable[[str, Options], Checkpoint] | None:

@@ -67,7 +67,9 @@ def scan_paths(paths: Iterable[str | os.PathLike[str]], *, strict: bool = False,
                limits: Limits = DEFAULT_LIMITS) -> list[FileReport]:
     """One report per file; folders are walked (every file, whatever its name)."""
     reports: list[FileReport] = []
-    for p in (os.fspath(q) for q in paths):
+    from ..detect import resolve
+
+    for p in (resolve(q) for q in paths):
         if os.path.isdir(p):
             unread: list[str] = []
             files = _walk(p, unread)
@@ -89,7 +91,9 @@ def scan_file(path: str | os.PathLike[str], *, strict: bool = False,
               limits: Limits = DEFAULT_LIMITS) -> FileReport:
     """The report of one file; a folder (a Hugging Face repo) becomes one report over all of
     its files, each finding's member prefixed with the file's path inside the folder."""
-    path = os.fspath(path)
+    from ..detect import resolve
+
+    path = resolve(path)
     if not os.path.isdir(path):
         return scan_paths([path], strict=strict, limits=limits)[0]
     merged = FileReport(path, format="folder", strict=strict)

@@ -1,0 +1,231 @@
+"""TensorFlow checkpoints read without TensorFlow: every tensor as ``tf.train.load_checkpoint``
+read it when the fixtures were written (tests/fixtures/tf/reference.json), bit for bit."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import modelport
+from modelport.cli import main
+from modelport.errors import FileMissing, MalformedHeader, ModelportError, Truncated
+from modelport.formats.tf_checkpoint import slice_key
+from modelport.scan import scan_file
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
+REFERENCE = json.loads((FIXTURES / "reference.json").read_text())
+TF_DTYPES = {"float32": "F32", "float64": "F64", "float16": "F16", "int64": "I64",
+             "int32": "I32", "bool": "BOOL", "string": None}
+
+# fixture -> (path modelport is given, reference entry)
+CHECKPOINTS = {
+    "tf1_saver": (FIXTURES / "tf1_saver" / "model.ckpt", REFERENCE["tf1_saver"]),
+    "tf2_ckpt": (FIXTURES / "tf2_ckpt", REFERENCE["tf2_ckpt"]),
+    "tf2_module_ckpt": (FIXTURES / "tf2_module_ckpt" / "weights.index",
+                        REFERENCE["tf2_module_ckpt"]),
+    "sm_keras": (FIXTURES / "sm_keras" / "variables", REFERENCE["sm_keras"]["variables"]),
+    "sm_module": (FIXTURES / "sm_module" / "variables" / "variables",
+                  REFERENCE["sm_module"]["variables"]),
+}
+
+
+def _by_key(ck: modelport.Checkpoint) -> dict[str, Any]:
+    """Raw checkpoint key -> what modelport made of it (a TensorEntry or a list of strings)."""
+    keys = ck.info["tf_checkpoint"]["keys"]
+    out: dict[str, Any] = {}
+    tensors = {**{n: t for n, t in ck.other_tensors.items()}, **ck.weights}
+    for name, key in keys.items():
+        if name.startswith("strings."):
+            out[key] = ck.metadata["strings"][name[len("strings."):]]
+        else:
+            out[key] = tensors[name]
+    for dup, kept in ck.info["tf_checkpoint"]["duplicates"].items():
+        out[dup] = out[kept]
+    return out
+
+
+@pytest.mark.parametrize("fixture", sorted(CHECKPOINTS))
+def test_every_tensor_equals_what_tensorflow_read(fixture: str) -> None:
+    path, ref = CHECKPOINTS[fixture]
+    ck = modelport.open(path)
+    assert ck.format == "tf-checkpoint"
+    got = _by_key(ck)
+    expected = {k: v for k, v in ref["keys"].items() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+    assert set(got) == set(expected)
+    for key, rec in expected.items():
+        value = got[key]
+        if rec["dtype"] == "string":
+            want = [base64.b64decode(s) for s in rec["strings"]]
+            assert [v.encode() if isinstance(v, str) else v for v in value] == want, key
+            continue
+        assert value.dtype.name == TF_DTYPES[rec["dtype"]], key
+        assert list(value.shape) == rec["shape"], key
+        arr = modelport.to_numpy(value)
+        assert hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() == \
+            rec["sha256"], key
+
+
+@pytest.mark.parametrize("fixture", ["tf2_ckpt", "tf2_module_ckpt", "sm_keras"])
+def test_tf2_variables_get_their_framework_names(fixture: str) -> None:
+    path, ref = CHECKPOINTS[fixture]
+    ck = modelport.open(path)
+    keys = ck.info["tf_checkpoint"]["keys"]
+    for name in ck.weights:
+        assert ref["full_names"][keys[name]] == name
+    if fixture == "tf2_module_ckpt":
+        assert list(ck.weights) == ["dense/kernel", "dense/bias", "scale"]
+        assert keys["dense/kernel"] == "net/w/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def test_optimizer_state_and_counters_are_training_state() -> None:
+    ck = modelport.open(FIXTURES / "tf2_ckpt")
+    assert ck.kind == "training-checkpoint"
+    assert sorted(ck.weights) == ["sequential/dense/bias", "sequential/dense/kernel",
+                                  "sequential/dense_1/bias", "sequential/dense_1/kernel"]
+    other = set(ck.other_tensors)
+    assert {"step", "save_counter", "optimizer.adam/iteration",
+            "optimizer.adam/sequential_dense_kernel_momentum"} <= other
+    assert int(modelport.to_numpy(ck.other_tensors["step"])) == 7
+    assert not any(n.startswith("optimizer.") for n in ck.weights)
+
+
+def test_module_checkpoint_without_training_state_is_weights() -> None:
+    ck = modelport.open(CHECKPOINTS["tf2_module_ckpt"][0])
+    assert ck.kind == "weights" and not ck.other_tensors
+    assert ck.metadata["strings"] == {"table": ["a", "bc"]}
+
+
+def test_prefix_index_and_folder_name_the_same_checkpoint() -> None:
+    folder = FIXTURES / "tf1_saver"
+    # The `checkpoint` file names /home/someone/...: another machine's path, found here.
+    assert "/home/someone/" in (folder / "checkpoint").read_text()
+    forms = [folder, folder / "model.ckpt", folder / "model.ckpt.index"]
+    names = [sorted(modelport.open(p).weights) for p in forms]
+    assert names[0] == names[1] == names[2]
+    assert modelport.sniff(folder / "model.ckpt") == "tf-checkpoint"
+
+
+def test_partitioned_variable_is_one_tensor_read_in_place() -> None:
+    ck = modelport.open(FIXTURES / "tf1_saver" / "model.ckpt")
+    emb = ck.weights["emb"]
+    assert emb.shape == (10, 4)
+    parts = emb.storage.parts
+    assert len(parts) == 3 and all(p.path and p.path.endswith(".data-00000-of-00001")
+                                   for p in parts)
+    assert [p.nbytes for p in parts] == [4 * 4 * 4, 3 * 4 * 4, 3 * 4 * 4]
+    assert ck.info["tf_checkpoint"]["sliced"] == ["emb"]
+
+
+def test_slice_keys_match_the_ones_tensorflow_wrote() -> None:
+    from modelport.formats.tf_checkpoint import read_bundle
+
+    bundle = read_bundle(str(FIXTURES / "tf1_saver" / "model.ckpt.index"))
+    extents = bundle.entries["emb"].slices
+    assert {slice_key("emb", e) for e in extents} == set(bundle.slice_keys)
+
+
+@pytest.mark.parametrize("target", ["out.safetensors", "out.pt", "out.npz", "hf"])
+def test_convert_is_bit_exact(tmp_path: Path, target: str,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    src = FIXTURES / "tf1_saver" / "model.ckpt"
+    dst = tmp_path / target
+    full = target in ("out.safetensors", "out.pt")  # npz holds no plain values
+    assert main(["convert", str(src), str(dst), "--verify"] + ["--full"] * full) == 0
+    out = capsys.readouterr()
+    # weights only: global_step and the string tensor are named as left out
+    assert f"verified: {7 if full else 6} tensors match" in out.out + out.err
+    if not full:
+        assert "left out global_step" in out.err and "strings" in out.err
+    if target == "out.safetensors":
+        from safetensors.numpy import load_file
+
+        ref = REFERENCE["tf1_saver"]["keys"]
+        loaded = load_file(str(dst))
+        assert hashlib.sha256(loaded["weights.emb"].tobytes()).hexdigest() == ref["emb"]["sha256"]
+        # the string tensor is kept as a value in --full's tree metadata
+        assert "w\\u00f6rld" in json.dumps(modelport.open(dst).info)
+    if target == "out.pt":
+        torch = pytest.importorskip("torch")
+        loaded = torch.load(dst, weights_only=True)
+        assert loaded["strings"]["vocab"] == ["hello", "", "wörld"]
+
+
+def test_inspect_says_layout_and_what_restoring_needs(capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    assert main(["inspect", str(FIXTURES / "tf2_ckpt")]) == 0
+    out = capsys.readouterr().out
+    assert "tf-checkpoint" in out and "training-checkpoint" in out
+    assert "[in, out]" in out and "needs TensorFlow" in out
+    assert main(["inspect", "--json", str(FIXTURES / "tf1_saver" / "model.ckpt")]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["format"] == "tf-checkpoint"
+    assert data["metadata"]["strings"]["vocab"] == ["hello", "", "wörld"]
+
+
+def test_benign_checkpoints_scan_clean() -> None:
+    for path in (FIXTURES / "tf1_saver" / "model.ckpt", FIXTURES / "tf2_ckpt" / "ckpt-1.index"):
+        report = scan_file(path)
+        assert report.format == "tf-checkpoint" and report.verdict == "clean", report.errors
+
+
+# -- malformed input: one line, exit 2 ---------------------------------------------------------
+
+
+def _copy(tmp_path: Path) -> Path:
+    dst = tmp_path / "ck"
+    shutil.copytree(FIXTURES / "tf1_saver", dst)
+    return dst
+
+
+def _truncated_index(d: Path) -> None:
+    p = d / "model.ckpt.index"
+    p.write_bytes(p.read_bytes()[:-20])
+
+
+def _bad_crc(d: Path) -> None:
+    p = d / "model.ckpt.index"
+    raw = bytearray(p.read_bytes())
+    raw[40] ^= 0x01  # a byte inside the first data block
+    p.write_bytes(bytes(raw))
+
+
+def _shard_missing(d: Path) -> None:
+    (d / "model.ckpt.data-00000-of-00001").unlink()
+
+
+def _offsets_past_end(d: Path) -> None:
+    p = d / "model.ckpt.data-00000-of-00001"
+    p.write_bytes(p.read_bytes()[:100])
+
+
+MALFORMED = {
+    "truncated-index": (_truncated_index, (MalformedHeader, Truncated), "magic"),
+    "bad-crc": (_bad_crc, (MalformedHeader,), "CRC"),
+    "shard-missing": (_shard_missing, (FileMissing,), "missing"),
+    "offsets-past-end": (_offsets_past_end, (Truncated,), "past the end"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_checkpoint_is_one_line_exit_2(tmp_path: Path, case: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    damage, errors, words = MALFORMED[case]
+    d = _copy(tmp_path)
+    damage(d)
+    with pytest.raises(errors) as info:
+        modelport.open(d / "model.ckpt")
+    assert isinstance(info.value, ModelportError) and words in str(info.value)
+    assert main(["inspect", str(d / "model.ckpt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(d) in err
+    report = scan_file(d / "model.ckpt.index")
+    assert report.verdict == "error" and report.errors
+    assert main(["scan", str(d / "model.ckpt")]) == 2
+    capsys.readouterr()
