@@ -22,6 +22,7 @@ from typing import Any
 from .. import open as open_checkpoint
 from .. import sniff
 from ..model import Checkpoint, TensorEntry
+from ..recognize import Architecture
 from . import human_bytes
 
 __all__ = ["add_arguments", "run", "report"]
@@ -36,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "no header) laid out as REF says: a model file or a JSON [{name, dtype, shape}]")
     p.add_argument("--select", metavar="PATH", help="dotted path of the subtree holding the "
                    "weights (overrides the automatic choice), e.g. model_state_dict")
+    p.add_argument("--no-verify", action="store_true", help="recognise the architecture from "
+                   "names and shapes only; skip instantiating the class on torch's meta device "
+                   "(saves importing torch and transformers, a few seconds)")
 
 
 def _scan(path: str) -> dict[str, Any] | None:
@@ -46,7 +50,14 @@ def _scan(path: str) -> dict[str, Any] | None:
     return scan_file(path).summary()
 
 
-def report(ck: Checkpoint, safety: dict[str, Any] | None = None) -> dict[str, Any]:
+def _architecture(ck: Checkpoint, verify: bool = True) -> Architecture:
+    from ..recognize import recognize
+
+    return recognize(ck, verify=verify)
+
+
+def report(ck: Checkpoint, safety: dict[str, Any] | None = None,
+           arch: Architecture | None = None) -> dict[str, Any]:
     """The ``inspect --json`` object (DESIGN.md contract)."""
     dtypes: Counter[str] = Counter()
     for t in ck.weights.values():
@@ -66,6 +77,7 @@ def report(ck: Checkpoint, safety: dict[str, Any] | None = None) -> dict[str, An
         "needs": ck.needs,
         "safety": safety,
         **usage(ck),
+        "architecture": (arch or _architecture(ck)).to_json(),
     }
 
 
@@ -104,14 +116,15 @@ def run(args: argparse.Namespace) -> int:
                   "fetches and judges every byte"}
     else:
         safety = _scan(args.path)
+    arch = _architecture(ck, verify=not args.no_verify)
     if args.json:
-        doc = report(ck, safety)
+        doc = report(ck, safety, arch)
         if remote is not None:
             doc["remote"] = remote.to_json()
         json.dump(doc, sys.stdout, indent=1, default=str)
         print()
         return 0
-    sys.stdout.write(_printable(render(ck, safety, expand=args.all)))
+    sys.stdout.write(_printable(render(ck, safety, expand=args.all, arch=arch)))
     return 0
 
 
@@ -225,7 +238,8 @@ def _values(meta: Any, limit: int = 40) -> list[str]:
     return out
 
 
-def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False) -> str:
+def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False,
+           arch: Architecture | None = None) -> str:
     lines = [f"{ck.path}", f"  format      {ck.format}", f"  kind        {ck.kind}",
              f"  size        {human_bytes(ck.file_size, digits=1)}",
              f"  parameters  {_count(ck.parameters)} in {len(ck.weights)} tensors"]
@@ -245,6 +259,10 @@ def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False) 
             lines.append(f"  {label if i == 0 else '':<11} {row}")
         if len(rows) > 12:
             lines.append(f"  {'':<11} ... {len(rows) - 12} more (--json shows them all)")
+    if arch is not None and (arch.family or arch.nearest):
+        lines.append(f"  architecture {arch.describe()}")
+        if arch.note:
+            lines.append(f"               ({arch.note})")
     if "graph" in ck.info:
         g = ck.info["graph"]
         ops = ", ".join(f"{k} {v}" for k, v in list(g.get("op_counts", {}).items())[:8])
