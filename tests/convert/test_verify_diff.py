@@ -91,3 +91,87 @@ def test_diff_shape_and_dtype(tmp_path: Path) -> None:
     changed = {c.name: c for c in diff(tmp_path / "a.pt", tmp_path / "b.pt").changed}
     assert (changed["x"].a, changed["x"].b, changed["x"].max_abs) == ("F32[2, 3]", "F32[3, 2]", None)
     assert (changed["y"].b, changed["y"].max_abs) == ("F16[3]", 0.0)
+
+
+# -- plain values (--full): "same" means same -------------------------------------------------
+
+
+def _training(epoch: int = 3, loss: float = 0.25, lr: float = 1e-3) -> dict:
+    """A training checkpoint with values safetensors cannot hold natively (tuples, int keys,
+    a torch dtype, bytes, a set, complex, NaN, -0.0, None)."""
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(4, 3, generator=g)
+    return {
+        "model_state_dict": {"w": w, "b": torch.zeros(4)},
+        "optimizer_state_dict": {
+            "state": {0: {"step": torch.tensor(7.0), "exp_avg": torch.ones(4, 3)}},
+            "param_groups": [{"lr": lr, "betas": (0.9, 0.999), "eps": 1e-8, "params": [0, 1],
+                              "amsgrad": False, "foreach": None}]},
+        "epoch": epoch, "loss": loss,
+        "hparams": {"dtype": torch.bfloat16, "tag": b"\x00\xff", "layers": {1, 2},
+                    "z": 1 + 2j, "nan": float("nan"), "neg0": -0.0, "name": "tiny"},
+    }
+
+
+def test_verify_full_reports_changed_values(tmp_path: Path, capsys) -> None:
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    torch.save(_training(), a)
+    torch.save(_training(epoch=4, loss=0.125, lr=5e-4), b)
+    assert verify(a, b).same  # the weights are the same: without --full only they count
+    result = verify(a, b, full=True)
+    assert not result.same and result.compared == 4
+    got = {d.name: (d.kind, d.a, d.b) for d in result.differences}
+    assert got == {"epoch": ("value", 3, 4), "loss": ("value", 0.25, 0.125),
+                   "optimizer_state_dict.param_groups.0.lr": ("value", 1e-3, 5e-4)}
+    assert main(["verify", str(a), str(b), "--full"]) == 1
+    out = capsys.readouterr().out
+    assert "value optimizer_state_dict.param_groups.0.lr: 0.001 -> 0.0005" in out
+    assert "epoch: 3 -> 4" in out and out.rstrip().endswith("values compared")
+    assert main(["verify", str(a), str(b), "--full", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    epoch = next(d for d in data["differences"] if d["name"] == "epoch")
+    assert (epoch["kind"], epoch["a"], epoch["b"]) == ("value", 3, 4)
+    assert data["values_compared"] == result.values_compared > 15
+
+
+def test_diff_full_reports_changed_values(tmp_path: Path, capsys) -> None:
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    torch.save(_training(), a)
+    changed = _training(epoch=4)
+    changed["scheduler"] = {"last_epoch": 4}
+    del changed["hparams"]["name"]
+    torch.save(changed, b)
+    assert diff(a, b).same
+    result = diff(a, b, full=True)
+    assert sorted((v.path, v.kind, v.a, v.b) for v in result.values) == [
+        ("epoch", "changed", 3, 4), ("hparams.name", "only-a", "tiny", None),
+        ("scheduler", "only-b", None, {"last_epoch": 4})]
+    assert main(["diff", str(a), str(b), "--full"]) == 1
+    out = capsys.readouterr().out
+    assert "~ epoch" in out and "3 -> 4" in out and '+ scheduler' in out
+    assert "values: " in out and "1 added, 1 removed, 1 changed" in out
+    assert main(["diff", str(a), str(b), "--full", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert {"path": "epoch", "kind": "changed", "a": 3, "b": 4} in data["values"]
+
+
+def test_values_survive_a_full_round_trip_through_safetensors(tmp_path: Path, capsys) -> None:
+    src, st, back = tmp_path / "a.pt", tmp_path / "full.safetensors", tmp_path / "back.pt"
+    torch.save(_training(), src)
+    convert(src, st, full=True)
+    convert(st, back, full=True)
+    for other in (st, back):
+        result = verify(src, other, full=True)
+        assert result.same, result.differences
+        assert result.values_compared > 15 and result.compared == 4
+    assert main(["verify", str(src), str(back), "--full"]) == 0
+    assert capsys.readouterr().out.startswith("same: 4 tensors and ")
+    assert diff(src, back, full=True).same
+
+
+def test_values_are_compared_strictly(tmp_path: Path) -> None:
+    base = {"w": torch.ones(2), "epoch": 3, "flag": True, "betas": (0.9, 0.99), "x": 0.0}
+    torch.save(base, tmp_path / "a.pt")
+    torch.save(dict(base, epoch=3.0, flag=1, betas=[0.9, 0.99], x=-0.0), tmp_path / "b.pt")
+    got = {d.name for d in verify(tmp_path / "a.pt", tmp_path / "b.pt", full=True).differences}
+    assert got == {"epoch", "flag", "betas", "x"}

@@ -1,11 +1,15 @@
 """Check that two files hold the same tensors: names, dtypes, shapes and bytes.
 
 Works across formats (a .pth against its .safetensors, a folder of shards against one merged
-file): every tensor is hashed while streaming, so nothing is loaded whole. --atol/--rtol compare
+file): every tensor is hashed while streaming, so nothing is loaded whole. --full compares every
+tensor of the tree and every plain value too (epoch, loss, hyper-parameters, optimizer
+param_groups, config), naming each value that changed as path: old -> new. --atol/--rtol compare
 values instead of bytes, for files cast by another tool. Exit 0 same, 1 differ, 2 error.
 
 examples:
   modelport verify model.pth model.safetensors
+  modelport verify last.ckpt roundtrip.pt --full        # training state and values too
+  modelport verify model.pth model-bf16.safetensors --cast BF16
   modelport verify ./repo-fp32 ./repo-bf16 --atol 1e-2 --rtol 1e-2
 """
 
@@ -28,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rtol", type=float, help="relative tolerance: compare values, not bytes")
     p.add_argument("--cast", type=str.upper, choices=TARGETS, metavar="DTYPE",
                    help="B was converted with --dtype DTYPE: compare it with A cast the same way")
-    p.add_argument("--full", action="store_true", help="every tensor of the tree, not only weights")
+    p.add_argument("--full", action="store_true",
+                   help="every tensor of the tree and every plain value, not only weights")
     p.add_argument("--select", metavar="PATH", help="compare this subtree of A")
     p.add_argument("--layout", metavar="REF", help="A is a raw buffer laid out as REF says "
                    "(a model file, or a JSON [{name, dtype, shape}])")
@@ -43,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
         json.dump(result.to_json(), sys.stdout, indent=1)
         print()
     elif result.same:
-        print(f"same: {result.compared} tensors")
+        print(f"same: {result.summary()}")
     else:
+        width = max(len(d.kind) for d in result.differences)
         for d in result.differences:
-            print(f"  {d.kind:<7} {d.name}: {d.detail}")
-        print(f"differ: {len(result.differences)} of {result.compared} compared tensors "
-              f"(or names) differ")
+            print(f"  {d.kind:<{width}} {d.name}: {d.detail}")
+        print(f"differ: {len(result.differences)} difference(s) in {result.summary()} compared")
     return 0 if result.same else 1

@@ -1,12 +1,13 @@
-"""``verify(a, b)``: do two files, in any formats, hold the same tensors?
+"""``verify(a, b)``: do two files, in any formats, hold the same tensors and values?
 
 Same names, dtypes and shapes, and the same bytes: each tensor is hashed (SHA-256 over its bytes
 in C order, streamed in bounded chunks, so layouts and formats do not matter), one thread per
 tensor pair. ``cast="BF16"`` compares B with A cast as ``convert --dtype BF16`` casts it, bit for
 bit. ``atol``/``rtol`` compare values instead (``|a - b| <= atol + rtol * |b|``, NaN equal to
 NaN), for files cast by another tool. Tensors are the weights of each file (``full=True``: every
-tensor of the tree, by its path); aliases and trees that modelport outputs record are restored
-first.
+tensor of the tree, by its path, and every plain value of the tree too: epoch, loss,
+hyper-parameters, optimizer param_groups, see ``values.py``); aliases and trees that modelport
+outputs record are restored first.
 """
 
 from __future__ import annotations
@@ -27,22 +28,27 @@ from ..tensors import values
 from .cast import out_dtype
 from .source import load
 from .stream import Sources, chunks, flat_chunks
+from .values import ValueChange, compare_values, value_roots
 
 if TYPE_CHECKING:  # numpy loads only where arrays are made
     import numpy as np
 
 __all__ = ["verify", "VerifyResult", "Difference", "tensors_of", "digest", "max_abs_diff",
-           "json_safe", "describe"]
+           "json_safe", "describe", "values_of"]
 
 _BLOCK = 1 << 20  # elements per block when comparing values
 
 
 @dataclass
 class Difference:
-    name: str
-    kind: str  # only-a | only-b | dtype | shape | bytes | values
+    name: str  # a tensor's name, or a plain value's dotted path
+    # tensors: only-a | only-b | dtype | shape | bytes | values (over the tolerance)
+    # plain values (full=True): value (changed) | value-only-a | value-only-b
+    kind: str
     detail: str
     max_abs: float | None = None
+    a: Any = None  # a plain value's old and new value (JSON-able); None for tensors
+    b: Any = None
 
 
 @dataclass
@@ -55,6 +61,15 @@ class VerifyResult:
     atol: float | None = None
     rtol: float | None = None
     cast: str | None = None
+    values_compared: int = 0  # plain values of A compared (full=True)
+
+    def summary(self) -> str:
+        """"12 tensors" or "12 tensors and 40 values", as the CLI says what it compared."""
+        what = f"{self.compared} tensor{'' if self.compared == 1 else 's'}"
+        if self.values_compared:
+            n = self.values_compared
+            what += f" and {n} value{'' if n == 1 else 's'}"
+        return what
 
     def to_json(self) -> dict[str, Any]:
         return json_safe(asdict(self))
@@ -184,8 +199,9 @@ def verify(
     target = by_name(cast.upper()) if cast else None
     if cast and target is None:
         raise UsageError(f"unknown dtype {cast!r}")
-    ta = tensors_of(load(a, None if full else select, layout=layout), full, select)
-    tb = tensors_of(load(b), full)
+    ck_a = load(a, None if full else select, layout=layout)
+    ck_b = load(b)
+    ta, tb = tensors_of(ck_a, full, select), tensors_of(ck_b, full)
     diffs: list[Difference] = []
     diffs += [Difference(n, "only-a", f"{describe(t)} only in A") for n, t in ta.items()
               if n not in tb]
@@ -196,4 +212,26 @@ def verify(
         found = list(pool.map(lambda n: _compare(n, ta[n], tb[n], target, atol, rtol, sources),
                               shared))
     diffs += [d for d in found if d is not None]
-    return VerifyResult(a, b, not diffs, len(shared), diffs, atol, rtol, cast)
+    n_values = 0
+    if full:
+        changes, n_values = values_of(ck_a, ck_b, select)
+        diffs += [value_difference(c) for c in changes]
+    return VerifyResult(a, b, not diffs, len(shared), diffs, atol, rtol, cast, n_values)
+
+
+def values_of(ck_a: Checkpoint, ck_b: Checkpoint,
+              select: str | None = None) -> tuple[list[ValueChange], int]:
+    """The plain values of A's tree (its ``select`` subtree) against B's: (changes, compared)."""
+    tree_a = ck_a.tree
+    if select:
+        try:
+            tree_a = select_subtree(tree_a, select)
+        except KeyError as exc:
+            raise UsageError(f"--select {select!r}: no such subtree ({exc})",
+                             path=ck_a.path) from None
+    return compare_values(value_roots(ck_a, tree_a), value_roots(ck_b, ck_b.tree))
+
+
+def value_difference(c: ValueChange) -> Difference:
+    kind = "value" if c.kind == "changed" else f"value-{c.kind}"
+    return Difference(c.path, kind, c.detail(), None, c.a, c.b)
