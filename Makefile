@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SAMPLE := examples/sample_checkpoint.pt
 
-.PHONY: demo test bench lint clean fixtures-tf
+.PHONY: demo test bench lint clean fixtures-tf .browser
 
 # The core needs only numpy and ml_dtypes: the demo installs just that.
 $(VENV)/.core: pyproject.toml
@@ -31,7 +31,17 @@ demo: $(VENV)/.core
 	@echo "== back to .pt with --full: every tensor and value of the original, bit for bit"
 	$(VENV)/bin/modelport verify $(SAMPLE) build/demo/roundtrip.pt --full
 
-test: $(VENV)/.test
+# The view's browser tests drive Debian's Chromium (Playwright's own browser download cannot
+# reach the network here); installed once, as root or through sudo.
+CHROMIUM := $(shell command -v chromium || command -v chromium-browser)
+.browser:
+	@if [ -z "$(CHROMIUM)" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y --no-install-recommends chromium \
+	  || ($$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium); \
+	fi
+
+test: $(VENV)/.test .browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 $(VENV)/.bench: $(VENV)/.test

@@ -24,6 +24,7 @@ COMMANDS = {
     "scan": ("scan", "static security analysis: flag files a loader would run code from"),
     "verify": ("verify", "check that two files hold the same tensors"),
     "diff": ("diff", "show tensors added, removed and changed between two files"),
+    "view": ("view", "a local page to look inside a model file, or two side by side"),
 }
 
 EXIT_OK, EXIT_DIFFER, EXIT_ERROR = 0, 1, 2
