@@ -10,8 +10,15 @@ dtype, ``np_dtype()`` still gives one that holds its bytes bit for bit (``numpy_
 every tensor modelport can open reads: complex32 as a record of two halves (real, imag), the
 ``bits*`` containers and packed float4 pairs as unsigned integers of their width.
 
+ggml's block types (GGUF tensors: ``Q8_0``, ``Q4_K``, ...) are rows of the same table, named as
+ggml names them, with their block layout as data: ``block`` elements are stored in ``block_bytes``
+bytes, so a tensor's size is ``numel // block * block_bytes`` and a row must hold whole blocks.
+numpy sees their bytes (``np_dtype()`` is ``uint8``); ``modelport.ggml`` dequantizes them.
+
 Sources: safetensors ``Dtype`` enum (safetensors/src/tensor.rs), torch's
-``_dtype_to_storage_type_map`` (torch/storage.py), onnx ``TensorProto.DataType`` (onnx.proto).
+``_dtype_to_storage_type_map`` (torch/storage.py), onnx ``TensorProto.DataType`` (onnx.proto),
+ggml's ``ggml_type`` and ``type_traits`` (ggml/include/ggml.h, ggml/src/ggml.c; the same numbers as
+the gguf package's ``GGMLQuantizationType`` and ``GGML_QUANT_SIZES``).
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ if TYPE_CHECKING:  # numpy is imported only when an array is made: inspect never
     import numpy as np
 
 __all__ = ["DType", "DTYPES", "UNTYPED_STORAGE", "by_name", "by_torch_storage", "by_torch",
-           "by_onnx", "by_numpy", "numpy_holder", "by_tf", "tf_code", "TF_OTHER_TYPES"]
+           "by_onnx", "by_numpy", "numpy_holder", "by_tf", "tf_code", "TF_OTHER_TYPES",
+           "by_ggml", "GGML_REMOVED"]
 
 
 @dataclass(frozen=True)
@@ -36,11 +44,30 @@ class DType:
     torch_storage: str | None  # legacy typed-storage class pickled by torch.save
     onnx: int | None  # onnx TensorProto.DataType
     kind: str  # "f" float, "i" signed, "u" unsigned, "b" bool, "c" complex, "q" quantized,
-    #            "x" opaque bits (torch.bits8 ...: no arithmetic meaning; packed float4 pairs)
+    #            "x" opaque bits (torch.bits8 ...: no arithmetic meaning; packed float4 pairs),
+    #            "g" a ggml block type (scales and packed codes: Q8_0, Q4_K, IQ2_XS, ...)
+    ggml: int | None = None  # ggml_type id in GGUF tensor infos
+    block: int = 1  # elements per block (ggml block types; 1 for every element type)
+    block_bytes: int = 0  # bytes per block (ggml block types; 0: bits // 8 per element)
 
     @property
     def itemsize(self) -> int:
         return max(1, self.bits // 8)
+
+    @property
+    def is_block(self) -> bool:
+        """A ggml block type: elements are only addressable a whole block at a time."""
+        return self.kind == "g"
+
+    def size(self, numel: int) -> int:
+        """Bytes of ``numel`` elements (a block type: ``numel`` must be whole blocks)."""
+        if self.block_bytes:
+            return numel // self.block * self.block_bytes
+        return numel * self.bits // 8
+
+    @property
+    def bits_per_weight(self) -> float:
+        return self.block_bytes * 8 / self.block if self.block_bytes else float(self.bits)
 
     @property
     def is_float(self) -> bool:
@@ -62,21 +89,21 @@ class DType:
         return _np_dtype(self.name)
 
 
-# name, bits, numpy, torch, torch storage, onnx, kind
-_ROWS = [
-    ("F64", 64, "<f8", "float64", "DoubleStorage", 11, "f"),
-    ("F32", 32, "<f4", "float32", "FloatStorage", 1, "f"),
-    ("F16", 16, "<f2", "float16", "HalfStorage", 10, "f"),
-    ("BF16", 16, "bfloat16", "bfloat16", "BFloat16Storage", 16, "f"),
+# name, bits, numpy, torch, torch storage, onnx, kind[, ggml id]
+_ROWS: list[tuple] = [
+    ("F64", 64, "<f8", "float64", "DoubleStorage", 11, "f", 28),
+    ("F32", 32, "<f4", "float32", "FloatStorage", 1, "f", 0),
+    ("F16", 16, "<f2", "float16", "HalfStorage", 10, "f", 1),
+    ("BF16", 16, "bfloat16", "bfloat16", "BFloat16Storage", 16, "f", 30),
     ("F8_E4M3", 8, "float8_e4m3fn", "float8_e4m3fn", "Float8_e4m3fnStorage", 17, "f"),
     ("F8_E5M2", 8, "float8_e5m2", "float8_e5m2", "Float8_e5m2Storage", 19, "f"),
     ("F8_E4M3FNUZ", 8, "float8_e4m3fnuz", "float8_e4m3fnuz", "Float8_e4m3fnuzStorage", 18, "f"),
     ("F8_E5M2FNUZ", 8, "float8_e5m2fnuz", "float8_e5m2fnuz", "Float8_e5m2fnuzStorage", 20, "f"),
     ("F8_E8M0", 8, "float8_e8m0fnu", "float8_e8m0fnu", "Float8_e8m0fnuStorage", 24, "f"),
-    ("I64", 64, "<i8", "int64", "LongStorage", 7, "i"),
-    ("I32", 32, "<i4", "int32", "IntStorage", 6, "i"),
-    ("I16", 16, "<i2", "int16", "ShortStorage", 5, "i"),
-    ("I8", 8, "|i1", "int8", "CharStorage", 3, "i"),
+    ("I64", 64, "<i8", "int64", "LongStorage", 7, "i", 27),
+    ("I32", 32, "<i4", "int32", "IntStorage", 6, "i", 26),
+    ("I16", 16, "<i2", "int16", "ShortStorage", 5, "i", 25),
+    ("I8", 8, "|i1", "int8", "CharStorage", 3, "i", 24),
     ("U64", 64, "<u8", "uint64", "UInt64Storage", 13, "u"),
     ("U32", 32, "<u4", "uint32", "UInt32Storage", 12, "u"),
     ("U16", 16, "<u2", "uint16", "UInt16Storage", 4, "u"),
@@ -100,6 +127,45 @@ _ROWS = [
     ("B2X4", 8, None, "bits2x4", None, None, "x"),
     ("B4X2", 8, None, "bits4x2", None, None, "x"),
 ]
+
+# ggml block types: name, ggml id, elements per block, bytes per block (ggml.c type_traits).
+# QK_K = 256 for the K-quants and the IQ types.
+_GGML_BLOCKS = [
+    ("Q4_0", 2, 32, 2 + 16),
+    ("Q4_1", 3, 32, 2 + 2 + 16),
+    ("Q5_0", 6, 32, 2 + 4 + 16),
+    ("Q5_1", 7, 32, 2 + 2 + 4 + 16),
+    ("Q8_0", 8, 32, 2 + 32),
+    ("Q8_1", 9, 32, 4 + 4 + 32),
+    ("Q2_K", 10, 256, 2 + 2 + 256 // 16 + 256 // 4),
+    ("Q3_K", 11, 256, 2 + 256 // 4 + 256 // 8 + 12),
+    ("Q4_K", 12, 256, 2 + 2 + 256 // 2 + 12),
+    ("Q5_K", 13, 256, 2 + 2 + 256 // 2 + 256 // 8 + 12),
+    ("Q6_K", 14, 256, 2 + 256 // 2 + 256 // 4 + 256 // 16),
+    ("Q8_K", 15, 256, 4 + 256 + 256 // 8),
+    ("IQ2_XXS", 16, 256, 2 + 256 // 4),
+    ("IQ2_XS", 17, 256, 2 + 256 // 4 + 256 // 32),
+    ("IQ3_XXS", 18, 256, 2 + 256 // 4 + 256 // 8),
+    ("IQ1_S", 19, 256, 2 + 256 // 8 + 256 // 16),
+    ("IQ4_NL", 20, 32, 2 + 16),
+    ("IQ3_S", 21, 256, 2 + 256 // 4 + 256 // 8 + 256 // 32 + 4),
+    ("IQ2_S", 22, 256, 2 + 256 // 4 + 256 // 16),
+    ("IQ4_XS", 23, 256, 2 + 2 + 256 // 2 + 256 // 64),
+    ("IQ1_M", 29, 256, 256 // 8 + 256 // 16 + 256 // 32),
+    ("TQ1_0", 34, 256, 2 + 4 * 13),
+    ("TQ2_0", 35, 256, 2 + 64),
+    ("MXFP4", 39, 32, 1 + 16),
+    ("NVFP4", 40, 64, 4 + 32),
+    ("Q1_0", 41, 128, 2 + 16),
+]
+# bits 0: no element has bytes of its own (``packed``); numpy sees the blocks' bytes.
+_ROWS += [(name, 0, None, None, None, None, "g", gid, block, nbytes)
+          for name, gid, block, nbytes in _GGML_BLOCKS]
+
+# ggml ids that were used and then removed (ggml.h keeps them as comments): a file that holds one
+# was written by a llama.cpp of its time, and no current reader knows its layout.
+GGML_REMOVED = {4: "Q4_2", 5: "Q4_3", 31: "Q4_0_4_4", 32: "Q4_0_4_8", 33: "Q4_0_8_8",
+                36: "IQ4_NL_4_4", 37: "IQ4_NL_4_8", 38: "IQ4_NL_8_8"}
 
 # torch >= 2.0 pickles a storage of any dtype as ``torch.storage.UntypedStorage`` (its size in
 # bytes) next to the tensor's dtype (_rebuild_tensor_v3), in zip and legacy files alike.
@@ -129,6 +195,7 @@ _BY_NAME = {d.name: d for d in DTYPES}
 _BY_STORAGE = {d.torch_storage: d for d in DTYPES if d.torch_storage}
 _BY_TORCH = {d.torch: d for d in DTYPES if d.torch}
 _BY_ONNX = {d.onnx: d for d in DTYPES if d.onnx is not None}
+_BY_GGML = {d.ggml: d for d in DTYPES if d.ggml is not None}
 _BY_TF = {code: _BY_NAME[name] for name, code in _TF_CODES.items()}
 # First row wins for numpy strings shared by a quantized type (QI8 shares |i1 with I8).
 _BY_NUMPY: dict[str, DType] = {}
@@ -166,6 +233,11 @@ def by_tf(code: int) -> DType | None:
 
 def tf_code(d: DType) -> int | None:
     return _TF_CODES.get(d.name)
+
+
+def by_ggml(type_id: int) -> DType | None:
+    """A ggml_type id (GGUF tensor info) -> DType: 0 -> F32, 12 -> Q4_K."""
+    return _BY_GGML.get(type_id)
 
 
 def by_numpy(dt: np.dtype | str) -> DType | None:

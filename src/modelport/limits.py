@@ -20,6 +20,13 @@ class Limits:
     ratio: int = 1000  # decompressed / compressed size of one member
     members: int = 1_000_000  # archive members
     nested_pickles: int = 16  # depth of pickles found inside pickles (scanner)
+    # GGUF metadata: key-value pairs, elements of one array (llama.cpp: GGUF_MAX_ARRAY_ELEMENTS
+    # is 2**30; the largest real vocabularies hold ~260K tokens), arrays nested in arrays
+    # (llama.cpp reads none; the gguf package any), and all of it decoded into memory.
+    gguf_kv: int = 1_000_000
+    gguf_array: int = 1 << 30
+    gguf_nesting: int = 8
+    gguf_metadata_bytes: int = 1 << 30
 
 
 DEFAULT_LIMITS = Limits()

@@ -124,7 +124,7 @@ class TensorEntry:
 
     @property
     def nbytes(self) -> int:
-        return self.numel * self.dtype.bits // 8
+        return self.dtype.size(self.numel)  # ggml block types: whole blocks
 
     @property
     def contiguous_strides(self) -> tuple[int, ...]:
@@ -145,7 +145,7 @@ class TensorEntry:
     @property
     def byte_offset(self) -> int:
         """Offset of the first element from the start of the storage, in bytes."""
-        return self.storage_offset * self.dtype.bits // 8
+        return self.dtype.size(self.storage_offset)
 
     @property
     def span(self) -> int:
@@ -154,7 +154,7 @@ class TensorEntry:
             return 0
         strides = self.strides if self.strides is not None else self.contiguous_strides
         last = sum((d - 1) * s for d, s in zip(self.shape, strides))
-        return (last + 1) * self.dtype.bits // 8
+        return self.dtype.size(last + 1)
 
     def renamed(self, name: str) -> TensorEntry:
         return replace(self, name=name)

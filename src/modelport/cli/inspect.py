@@ -203,6 +203,9 @@ def _leaves(meta: Any) -> int:
 
 
 def _line(key: str, value: Any) -> str:
+    if isinstance(value, list) and len(value) > 8:  # token lists: 100K+ items
+        head = json.dumps(value[:8], default=str)[:-1]
+        return f"  {key} = {head[:100]}, ...]  ({len(value):,} items)"
     text = json.dumps(value, default=str)
     return f"  {key} = {text[:100] + ('...' if len(text) > 100 else '')}"
 

@@ -27,6 +27,7 @@ _MODULES = (
     "onnx",
     "hf_repo",
     "gguf",
+    "chat_template",
     "tf_checkpoint",
     "tf_savedmodel",
     "keras",
