@@ -211,3 +211,24 @@ def test_pickle_bytes_never_run(root: Path, server: RangeServer, tmp_path: Path,
     main(["scan", server.url("files/boom.pkl")])
     capsys.readouterr()
     assert not canary.exists()
+
+
+def test_onnx_with_external_data_over_http(root: Path, server: RangeServer,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper, numpy_helper
+
+    w = numpy_helper.from_array(np.arange(512 * 512, dtype=np.float32).reshape(512, 512), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 512])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 512])],
+                          initializer=[w])
+    onnx.save(helper.make_model(g), str(root / "m.onnx"), save_as_external_data=True,
+              location="m.onnx.data")
+    assert main(["inspect", server.url("files/m.onnx"), "--json"]) == 0
+    doc = _json(capsys)
+    assert doc["weights"][0]["shape"] == [512, 512]
+    assert doc["remote"]["bytes_fetched"] < (root / "m.onnx.data").stat().st_size
+    out = root / "w.npz"
+    assert main(["convert", server.url("files/m.onnx"), str(out), "--quiet"]) == 0
+    assert np.array_equal(np.load(out)["w"], numpy_helper.to_array(w))

@@ -92,6 +92,24 @@ def ensure_all(path: str) -> None:
         rf.ensure([(0, rf.size)])
 
 
+def sibling(of: str, path: str) -> None:
+    """Mirror ``path`` (a file next to the mirror ``of``, e.g. ONNX external data) from the URL
+    next to ``of``'s, if ``of`` is remote and ``path`` is not mirrored yet. Only its first block
+    is fetched; readers ``ensure`` the rest."""
+    if not _sessions:
+        return
+    rf = _find(of)
+    if rf is None or _find(path) is not None:
+        return
+    import urllib.parse
+
+    rel = os.path.relpath(path, os.path.dirname(rf.local))
+    if rel.startswith(".."):
+        return  # outside the mirror's folder: the reader refuses it
+    url = urllib.parse.urljoin(rf.url, urllib.parse.quote(rel.replace(os.sep, "/")))
+    rf.session._file(url, path, name=url)
+
+
 def _find(path: str) -> RemoteFile | None:
     for s in _sessions:
         if path.startswith(s.root):

@@ -482,6 +482,9 @@ def _external(w: _Walk, t: dict[str, Any], name: str, dtype: DType | None,
     if off < 0 or (length is not None and length < 0):
         raise bad(f"negative external data offset/length {off}/{length}", MalformedHeader)
     if target not in w.file_sizes:
+        from .. import remote
+
+        remote.sibling(w.path, target)  # a remote model: its data file is read by ranges too
         try:
             w.file_sizes[target] = os.stat(target).st_size
         except OSError as err:
