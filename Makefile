@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SAMPLE := examples/sample_checkpoint.pt
 
-.PHONY: demo test bench lint clean fixtures-tf .browser
+.PHONY: demo test bench lint clean fixtures-tf .browser fixtures-keras
 
 # The core needs only numpy and ml_dtypes: the demo installs just that.
 $(VENV)/.core: pyproject.toml
@@ -66,6 +66,10 @@ lint: $(VENV)/.dev
 TFPY ?= /work/tfenv/bin/python
 fixtures-tf:
 	$(TFPY) tests/fixtures/tf/generate_tf.py
+
+# Keras/TFLite fixtures (committed; same TensorFlow Python as fixtures-tf).
+fixtures-keras:
+	$(TFPY) tests/fixtures/keras/generate_keras.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

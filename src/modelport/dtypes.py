@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # numpy is imported only when an array is made: inspect never
 
 __all__ = ["DType", "DTYPES", "UNTYPED_STORAGE", "by_name", "by_torch_storage", "by_torch",
            "by_onnx", "by_numpy", "numpy_holder", "by_tf", "tf_code", "TF_OTHER_TYPES",
-           "by_ggml", "GGML_REMOVED"]
+           "by_ggml", "GGML_REMOVED", "by_tflite", "tflite_type_name"]
 
 
 @dataclass(frozen=True)
@@ -280,3 +280,21 @@ def _np_dtype(name: str) -> np.dtype:
     import ml_dtypes
 
     return np.dtype(getattr(ml_dtypes, d.numpy))
+
+
+# TensorFlow Lite TensorType (tensorflow/compiler/mlir/lite/schema/schema.fbs) -> DType name.
+# Types with no row here (STRING 5, RESOURCE 13, VARIANT 14, INT4 17, INT2 19, UINT4 20) are
+# named by _TFLITE_OTHER for reports; a reader lists such tensors as skipped.
+_TFLITE = {0: "F32", 1: "F16", 2: "I32", 3: "U8", 4: "I64", 6: "BOOL", 7: "I16", 8: "C64",
+           9: "I8", 10: "F64", 11: "C128", 12: "U64", 15: "U32", 16: "U16", 18: "BF16"}
+_TFLITE_OTHER = {5: "STRING", 13: "RESOURCE", 14: "VARIANT", 17: "INT4", 19: "INT2", 20: "UINT4"}
+
+
+def by_tflite(code: int) -> DType | None:
+    name = _TFLITE.get(code)
+    return _BY_NAME[name] if name else None
+
+
+def tflite_type_name(code: int) -> str:
+    """The name of a TFLite TensorType, for reports (a DType name where there is one)."""
+    return _TFLITE.get(code) or _TFLITE_OTHER.get(code) or f"tflite:{code}"
