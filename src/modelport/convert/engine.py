@@ -381,12 +381,15 @@ def convert(
                          max_shard_size=max_shard_size)
     except InputError as exc:
         raise exc.located(path=src) from exc.__cause__
-    if not full and not any(s.items for s in plan.shards):
+    if not any(s.items for s in plan.shards):
         # An empty output reads back as nothing at all (an empty npz is not even recognised):
-        # a mutated or unusual file whose weights were not found must not "convert" silently.
-        raise InputError(f"no weights found in this {ck.format} file ({ck.kind}): nothing to "
-                         "convert", path=src, hint="--full keeps every tensor and value it "
-                         "holds; --select names the subtree that holds the weights")
+        # a mutated or unusual file whose weights were not found must not "convert" silently,
+        # with --full neither (an ONNX file whose weights modelport missed wrote an empty file).
+        raise InputError(f"no {'tensors' if full else 'weights'} found in this {ck.format} file "
+                         f"({ck.kind}): nothing to convert", path=src,
+                         hint="--select names the subtree that holds the weights" if full else
+                         "--full keeps every tensor and value it holds; --select names the "
+                         "subtree that holds the weights")
     notes = list(plan.notes)
     copy: list[str] = []
     if ck.format == "hf-repo":

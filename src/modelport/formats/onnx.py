@@ -6,16 +6,21 @@ Field numbers are those of onnx/onnx.proto (checked against onnx 1.23)::
                    6 doc_string  7 graph  8 opset_import*  14 metadata_props*  20 training_info*
                    25 functions*
     GraphProto     1 node*  2 name  5 initializer*  11 input*  12 output*  15 sparse_initializer*
-    NodeProto      4 op_type  5 attribute*  7 domain      AttributeProto  1 name  5 t  6 g
-                   10 tensors*  11 graphs*   (g/graphs are If/Loop/Scan bodies: nested graphs)
+    NodeProto      1 input*  2 output*  3 name  4 op_type  5 attribute*  7 domain
+    AttributeProto 1 name  2 f  3 i  4 s  5 t  6 g  7 floats*  8 ints*  9 strings*  10 tensors*
+                   11 graphs*  22 sparse_tensor   (g/graphs are If/Loop/Scan bodies: nested graphs)
     TensorProto    1 dims*  2 data_type  4 float_data*  5 int32_data*  6 string_data*
                    7 int64_data*  8 name  9 raw_data  10 double_data*  11 uint64_data*
                    13 external_data* (key, value)  14 data_location (1 = EXTERNAL)
     ValueInfoProto 1 name  2 type -> TypeProto 1 tensor_type -> 1 elem_type  2 shape
                    -> TensorShapeProto 1 dim* -> 1 dim_value | 2 dim_param
 
-A file is one ModelProto; the weights are the graph's initializers. Their bytes live in one of
-three places, and each becomes a Storage without reading the data:
+A file is one ModelProto; the weights are the graph's initializers and the values of its
+``Constant`` nodes (Paddle, spox, OpenVINO and constant-folding exporters keep weights there),
+named by the node's output: ``value`` (a TensorProto, read like an initializer), ``value_float``
+/ ``value_int`` (0-d, shape []), ``value_floats`` / ``value_ints`` (1-d), ``sparse_value``
+(made dense, within Limits.member_bytes); ``value_string(s)`` are listed as skipped. Initializer
+bytes live in one of three places, and each becomes a Storage without reading the data:
 
     raw_data        little-endian bytes inside the .onnx file -> Storage(path, offset, nbytes)
     typed fields    float_data, int32_data, ... (packed) -> decoded into a small in-memory buffer;
@@ -24,14 +29,21 @@ three places, and each becomes a Storage without reading the data:
     external data   data_location=EXTERNAL, keys location/offset/length -> Storage(that file);
                     the location must stay inside the model's folder
 
-Nested subgraphs (If/Loop/Scan bodies) are walked for op counts and their initializers, which
-join the tree after the main graph's (renamed ``scope/name`` if the name is taken).
+Nested subgraphs (If/Loop/Scan bodies) are walked for op counts, initializers and Constants,
+which join the tree after the main graph's (renamed ``scope/name`` if the name is taken).
+
+Exporters rename the weights they transpose (torch's ``onnx::MatMul_123``): where a MatMul or
+Gemm node's scope (``/encoder/layer.0/attention/self/query/MatMul``) names the layer in the same
+namespace as the other initializers, ``info["graph"]["state_dict_names"]`` maps the initializer
+back to ``encoder.layer.0.attention.self.query.weight`` (and says whether it is transposed);
+the others are listed in ``unmapped_names``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +63,7 @@ from ..containers.protobuf import (
     text,
     unpack,
 )
-from ..dtypes import DType, by_onnx
+from ..dtypes import DType, by_name, by_onnx
 from ..errors import InputError, LimitExceeded, MalformedHeader, ModelportError, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Storage, TensorEntry
@@ -87,10 +99,12 @@ GRAPH: Schema = {
     13: ("value_info", LEN, _R),
     15: ("sparse_initializer", LEN, _R),
 }
-NODE: Schema = {3: ("name", LEN, False), 4: ("op_type", LEN, False), 5: ("attribute", LEN, _R),
-                7: ("domain", LEN, False)}
-ATTRIBUTE: Schema = {1: ("name", LEN, False), 5: ("t", LEN, False), 6: ("g", LEN, False),
-                     10: ("tensors", LEN, _R), 11: ("graphs", LEN, _R)}
+NODE: Schema = {1: ("input", LEN, _R), 2: ("output", LEN, _R), 3: ("name", LEN, False),
+                4: ("op_type", LEN, False), 5: ("attribute", LEN, _R), 7: ("domain", LEN, False)}
+ATTRIBUTE: Schema = {1: ("name", LEN, False), 2: ("f", I32, False), 3: ("i", VARINT, False),
+                     5: ("t", LEN, False), 6: ("g", LEN, False), 7: ("floats", I32, _R),
+                     8: ("ints", VARINT, _R), 10: ("tensors", LEN, _R), 11: ("graphs", LEN, _R),
+                     22: ("sparse_tensor", LEN, False)}
 TENSOR: Schema = {
     1: ("dims", VARINT, _R),
     2: ("data_type", VARINT, False),
@@ -210,6 +224,9 @@ class _Walk:
     sparse: list[dict[str, Any]] = field(default_factory=list)
     subgraphs: int = 0
     subgraph_nodes: int = 0
+    constants: int = 0
+    # initializer name -> (op, node name, transB) of the MatMul/Gemm nodes that read it
+    uses: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)
     file_sizes: dict[str, int] = field(default_factory=dict)
 
     def msg(self, f: Field, schema: Schema) -> dict[str, Any]:
@@ -262,6 +279,7 @@ def _model_info(w: _Walk, model: dict[str, Any]) -> dict[str, Any]:
     top = _graph(w, graph, depth=0, scope="")
     # IR < 4 lists initializers among the inputs too; the inputs a caller feeds are the others.
     init_names = set(top["initializers"])
+    mapped, unmapped = _state_dict_names(w)
     inputs = [v for v in map(lambda f: _value_info(w, f), graph.get("input", ()))
               if v["name"] not in init_names]
     return {
@@ -278,7 +296,10 @@ def _model_info(w: _Walk, model: dict[str, Any]) -> dict[str, Any]:
         "node_count": top["nodes"],
         "subgraph_count": w.subgraphs,
         "subgraph_node_count": w.subgraph_nodes,
-        "initializer_count": len(w.tree),
+        "initializer_count": len(w.tree) - w.constants,
+        "constant_count": w.constants,
+        "state_dict_names": mapped,
+        "unmapped_names": unmapped,
         "external_data": list(w.files),
         "functions": functions,
         "training_info": len(model.get("training_info", ())),
@@ -301,20 +322,8 @@ def _graph(w: _Walk, g: dict[str, Any], depth: int, scope: str) -> dict[str, Any
                             hint="raise Limits.tensors if the model is genuine")
     for f in inits:
         entry = _tensor(w, f)
-        if entry is None:
-            continue
-        name = entry.name
-        if name in w.tree:
-            if not depth:
-                raise MalformedHeader("duplicate initializer name", tensor=name, offset=f.offset,
-                                      hint="the graph is invalid; re-export the model")
-            # Sibling scopes (If's then/else) may reuse a name legally: keep both.
-            name = f"{scope}/{name}"
-            while name in w.tree:
-                name += "'"
-            entry = entry.renamed(name)
-        w.tree[name] = entry
-        names.append(entry.name)
+        if entry is not None:
+            names.append(_add(w, entry, depth, scope, f.offset))
     for f in g.get("sparse_initializer", ()):
         _sparse(w, f)
     nodes = g.get("node", ())
@@ -325,6 +334,20 @@ def _graph(w: _Walk, g: dict[str, Any], depth: int, scope: str) -> dict[str, Any
         node = w.msg(f, NODE)
         op, domain = w.text(node.get("op_type")), w.text(node.get("domain"))
         w.ops[op if domain in _DEFAULT_DOMAINS else f"{domain}.{op}"] += 1
+        if domain in _DEFAULT_DOMAINS and op == "Constant":
+            entry = _constant(w, node, f)
+            if entry is not None:
+                _add(w, entry, depth, scope, f.offset)
+                w.constants += 1
+            continue
+        if domain in _DEFAULT_DOMAINS and op in ("MatMul", "Gemm") and len(node.get("input", ())) > 1:
+            trans_b = 0
+            for af in node.get("attribute", ()):
+                attr = w.msg(af, ATTRIBUTE)
+                if w.text(attr.get("name")) == "transB":
+                    trans_b = _int(attr, "i")
+            w.uses.setdefault(w.text(node["input"][1]), []).append(
+                (op, w.text(node.get("name")), trans_b))
         for af in node.get("attribute", ()):
             attr = w.msg(af, ATTRIBUTE)
             # Constant values and other attribute tensors are not weights, but their external
@@ -336,6 +359,131 @@ def _graph(w: _Walk, g: dict[str, Any], depth: int, scope: str) -> dict[str, Any
             for gf in ([attr["g"]] if "g" in attr else []) + attr.get("graphs", []):
                 _graph(w, w.msg(gf, GRAPH), depth + 1, sub_scope)
     return {"initializers": names, "nodes": len(nodes)}
+
+
+def _add(w: _Walk, entry: TensorEntry, depth: int, scope: str, offset: int) -> str:
+    """Put a weight into the tree under a free name; returns the name it got."""
+    if len(w.tree) >= w.limits.tensors:
+        raise LimitExceeded(f"more than {w.limits.tensors} initializers and constants",
+                            hint="raise Limits.tensors if the model is genuine")
+    name = entry.name
+    if name in w.tree:
+        if not depth:
+            raise MalformedHeader("duplicate initializer name", tensor=name, offset=offset,
+                                  hint="the graph is invalid; re-export the model")
+        # Sibling scopes (If's then/else) may reuse a name legally: keep both.
+        name = f"{scope}/{name}"
+        while name in w.tree:
+            name += "'"
+        entry = entry.renamed(name)
+    w.tree[name] = entry
+    return entry.name
+
+
+def _constant(w: _Walk, node: dict[str, Any], f: Field) -> TensorEntry | None:
+    """A Constant node's value as a weight named by its output (onnx Constant-13..21)."""
+    outputs = node.get("output", ())
+    name = w.text(outputs[0]) if outputs else ""
+    attrs = [w.msg(af, ATTRIBUTE) for af in node.get("attribute", ())]
+    if not name or len(attrs) != 1:
+        raise MalformedHeader(f"Constant node with {len(outputs)} outputs and {len(attrs)} "
+                              "attributes (it has one of each)", offset=f.offset,
+                              tensor=name or None, hint="the graph is invalid; re-export it")
+    attr = attrs[0]
+    kind = w.text(attr.get("name"))
+    if kind == "value" and "t" in attr:
+        return _tensor(w, attr["t"], name=name)
+    if kind == "sparse_value" and "sparse_tensor" in attr:
+        return _dense(w, attr["sparse_tensor"], name)
+    if kind in ("value_float", "value_floats", "value_int", "value_ints"):
+        floats = kind.startswith("value_float")
+        shape: tuple[int, ...] = ()
+        if kind.endswith("s"):
+            vals = unpack(w.buf, attr.get("floats" if floats else "ints", []),
+                          "<f4" if floats else "varint")
+            data, shape = vals.tobytes(), (len(vals),)  # varints: int64 two's complement bits
+        else:
+            raw = _int(attr, "f" if floats else "i")  # absent: protobuf's default, 0
+            data = raw.to_bytes(4 if floats else 8, "little")  # f: float bits; i: int64 bits
+        dtype = by_name("F32" if floats else "I64")
+        assert dtype is not None
+        return TensorEntry(name=name, dtype=dtype, shape=shape,
+                           storage=Storage(nbytes=len(data), data=data, key=name))
+    w.skipped.append({"name": name, "dtype": "STRING" if "string" in kind else None,
+                      "shape": None, "reason": f"Constant {kind or '(unnamed attribute)'}: "
+                      "not a numeric tensor"})
+    return None
+
+
+def _dense(w: _Walk, f: Field, name: str) -> TensorEntry | None:
+    """A SparseTensorProto made dense (values scattered by their COO indices, zeros elsewhere),
+    in memory: checked against Limits.member_bytes before anything is allocated."""
+    sp = w.msg(f, SPARSE)
+    if "values" not in sp:
+        raise MalformedHeader("sparse_value without values", tensor=name, offset=f.offset,
+                              hint="the graph is invalid; re-export it")
+    values = _tensor(w, sp["values"], name=name)
+    if values is None:
+        return None
+    shape = _dims(w, sp, name)
+    nbytes = math.prod(shape) * values.dtype.bits // 8
+    if nbytes > w.limits.member_bytes:
+        raise LimitExceeded(f"sparse Constant is {nbytes} bytes dense", tensor=name,
+                            hint="raise Limits.member_bytes if the model is genuine")
+    from ..tensors import to_numpy
+
+    vals = np.asarray(to_numpy(values)).reshape(-1)
+    idx_entry = _tensor(w, sp["indices"], name=name + "#indices") if "indices" in sp else None
+    idx = (np.asarray(to_numpy(idx_entry)).astype(np.int64) if idx_entry is not None
+           else np.zeros((0,), np.int64))
+    # onnx: indices are [NNZ] (linear) or [NNZ, rank] (one coordinate per dimension)
+    if idx.ndim == 2 and len(shape) and idx.shape == (vals.size, len(shape)):
+        idx = np.ravel_multi_index(tuple(idx.T), shape) if vals.size else idx[:, 0]
+    idx = idx.reshape(-1)
+    numel = math.prod(shape)
+    if idx.size != vals.size or (idx.size and (idx.min() < 0 or idx.max() >= numel)):
+        raise MalformedHeader(f"sparse_value has {vals.size} values and {idx.size} indices "
+                              f"for shape {list(shape)}", tensor=name, offset=f.offset,
+                              hint="the file is corrupt")
+    dense = np.zeros(numel, vals.dtype)
+    dense[idx] = vals
+    data = dense.tobytes()
+    return TensorEntry(name=name, dtype=values.dtype, shape=shape,
+                       storage=Storage(nbytes=len(data), data=data, key=name))
+
+
+_SCOPE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.\d+)*$")
+
+
+def _state_dict_names(w: _Walk) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Mangled initializer names (``onnx::MatMul_12``) mapped back to the layer's weight name,
+    where a MatMul/Gemm reads them and its name is a module scope (torch's ``/a/b.0/MatMul``,
+    or a path in the namespace of the other initializers); the rest listed as unmapped."""
+    roots = {n.split(".", 1)[0] for n in w.tree if "::" not in n and "." in n}
+    mapped: dict[str, dict[str, Any]] = {}
+    unmapped: list[str] = []
+    for name, entry in w.tree.items():
+        if "::" not in name:
+            continue
+        found = None
+        for op, node, trans_b in w.uses.get(name, ()):
+            parts = [p for p in node.split("/") if p][:-1]  # the last part is the op's own name
+            # torch names a called container's child "seq.2" under "seq": one module, not two
+            parts = [p for i, p in enumerate(parts)
+                     if not (i + 1 < len(parts) and parts[i + 1].startswith(p + "."))]
+            path = ".".join(parts)
+            if (len(entry.shape) == 2 and parts and all(_SCOPE_PART.match(p) for p in parts)
+                    and (node.startswith("/") or parts[0].split(".", 1)[0] in roots)):
+                # MatMul computes x @ W: W is the torch Linear weight transposed; Gemm with
+                # transB=1 reads it as stored.
+                found = {"name": f"{path}.weight", "transposed": not (op == "Gemm" and trans_b),
+                         "node": node}
+                break
+        if found is not None:
+            mapped[name] = found
+        else:
+            unmapped.append(name)
+    return mapped, unmapped
 
 
 def _value_info(w: _Walk, f: Field) -> dict[str, Any]:
@@ -381,10 +529,12 @@ def _sparse(w: _Walk, f: Field) -> None:
     })
 
 
-def _tensor(w: _Walk, f: Field, keep: bool = True) -> TensorEntry | None:
-    """A TensorProto as a TensorEntry over its bytes; None for types modelport cannot hold."""
+def _tensor(w: _Walk, f: Field, keep: bool = True, name: str | None = None
+            ) -> TensorEntry | None:
+    """A TensorProto as a TensorEntry over its bytes; None for types modelport cannot hold.
+    ``name`` overrides the proto's (a Constant's value is named by the node's output)."""
     t = w.msg(f, TENSOR)
-    name = w.text(t.get("name"))
+    name = name or w.text(t.get("name"))
     code = _int(t, "data_type")
     shape = _dims(w, t, name)
     dtype = by_onnx(code)

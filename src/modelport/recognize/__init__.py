@@ -154,6 +154,13 @@ def _shapes(source: Checkpoint | Mapping[str, Any]) -> dict[str, tuple[int, ...]
     out = {}
     for name, t in weights.items():
         out[name] = tuple(t.shape) if isinstance(t, TensorEntry) else tuple(t)
+    if isinstance(source, Checkpoint):
+        # ONNX: weights an exporter transposed and renamed (onnx::MatMul_12) under the layer
+        # name the graph gives them, in torch's layout.
+        for name, m in (source.info.get("graph", {}).get("state_dict_names") or {}).items():
+            shape = out.pop(name, None)
+            if shape is not None and m["name"] not in out:
+                out[m["name"]] = shape[::-1] if m.get("transposed") else shape
     return out
 
 
