@@ -237,13 +237,19 @@ def _share(f: Facts, names: frozenset[str] | set[str]) -> float:
     return sum(n for d, n in f.dtypes.items() if d in names) / total if total else 0.0
 
 
+def _pickled(f: Facts) -> bool:
+    """A whole model that torch.load rebuilds by unpickling (Keras and TFLite whole models are
+    rebuilt by their own frameworks from a config or graph, and take their route's loader)."""
+    return f.kind == "full-model" and f.family == "pytorch"
+
+
 def _load_how(f: Facts) -> str:
     r = route(f)
     if f.format == "hf-repo":
         trust = ", trust_remote_code=True" if f.custom_code else ""
         return (f"model = transformers.{auto_class(f.architecture)}.from_pretrained("
                 f"{f.path!r}{trust})")
-    if f.kind == "full-model":
+    if _pickled(f):
         return (f"model = torch.load({f.path!r}, weights_only=False)  # runs the pickle; needs "
                 f"`{f.model_class}` importable")
     sub = f"[{f.weights_path!r}]" if f.weights_path else ""
@@ -260,9 +266,13 @@ def _inference(f: Facts) -> Answer:
                       f"PeftModel.from_pretrained(base_model, {f.path!r})")
     if not f.parameters and not r.graph:
         return Answer(NO, f"no weights found in this {f.format} file ({f.kind})")
-    if f.kind == "full-model":
+    if _pickled(f):
         return Answer(YES, f"a whole pickled model: torch.load rebuilds it, which needs the class "
                       f"`{f.model_class}` importable and runs the pickle (scan it first)",
+                      _load_how(f))
+    if f.kind == "full-model" and not r.graph:
+        return Answer(YES, f"a whole {f.format} model (config and weights): its framework "
+                      "rebuilds it from the config (scan it first: configs name code)",
                       _load_how(f))
     if f.kind in ("onnx-graph", "torchscript") or r.graph:
         return Answer(YES, f"{f.format}: the graph and its weights together, ready to run",
@@ -324,9 +334,11 @@ def _fine_tune(f: Facts, lora: bool = False) -> Answer:
         how = (f"modelport convert {f.path} out/ --dtype BF16" if not f.quantized
                else r.dequantize.format(path=f.path))
         return Answer(AFTER, why, how)
-    if f.kind == "full-model":
+    if _pickled(f):
         what = ("a whole pickled model: trainable once torch.load rebuilds it (needs "
                 f"`{f.model_class}` importable)")
+    elif f.kind == "full-model":
+        what = f"a whole {f.format} model: trainable once its framework rebuilds it"
     elif f.kind == "torchscript":
         what = "TorchScript parameters are trainable in place"
     elif f.format == "hf-repo" or f.architecture:

@@ -72,6 +72,7 @@ def test_int8_model_is_quantized_and_says_so(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "format      tflite" in out and "quantized" in out and "[out, in]" in out
     assert "safety      clean" in out
+    assert "tf.lite.Interpreter" in out and "torch.load" not in out
 
 
 @pytest.mark.parametrize("name", MODELS)
