@@ -75,7 +75,8 @@ def open(
     except KeyError as exc:
         if select is None:
             raise  # a reader's bug, not a missing subtree: it must not pass for bad usage
-        raise errors.UsageError(f"--select {select!r}: no such subtree ({exc})", path=path) from None
+        raise errors.UsageError(f"--select {select!r}: no such subtree ({exc})", path=path,
+                                hint=_subtrees_hint(path, fmt, limits)) from None
     except ModelportError as exc:
         exc.located(path=path, format=fmt)
         raise
@@ -90,6 +91,29 @@ def open(
     except MemoryError:
         raise errors.LimitExceeded("out of memory reading the file", path=path, format=fmt,
                                    hint="read it on a machine with more memory") from None
+
+
+def _subtrees_hint(path: str, fmt: str, limits: Limits) -> str:
+    """The subtrees --select could name: those that hold tensors, two levels deep."""
+    from .classify import flatten_tensors
+
+    try:
+        ck = open(path, format=fmt, limits=limits)
+    except ModelportError:
+        return "check the path with `modelport inspect --json`"
+    names = [name.split(".") for name, _ in flatten_tensors(ck.tree)]
+    found: dict[str, int] = {}
+    for depth in (1, 2):  # the second level only when the first has a single subtree
+        for parts in names:
+            if len(parts) > depth:
+                key = ".".join(parts[:depth])
+                found[key] = found.get(key, 0) + 1
+        if len(found) > 1:
+            break
+    if not found:
+        return "this file has no subtrees: its tensors are at the top level"
+    listed = ", ".join(f"{k} ({n})" for k, n in list(found.items())[:12])
+    return f"subtrees holding tensors: {listed}"
 
 
 def to_numpy(entry: TensorEntry) -> np.ndarray:

@@ -219,3 +219,20 @@ class Checkpoint:
         """Weights, then every other tensor."""
         yield from self.weights.values()
         yield from self.other_tensors.values()
+
+    def __repr__(self) -> str:  # the dataclass repr would print every tensor of the tree
+        return (f"<Checkpoint {self.format} {self.kind} {self.path!r}: "
+                f"{len(self.weights)} weights, {self.parameters:,} parameters>")
+
+    def close(self) -> None:
+        """Close the memory maps opened to read this checkpoint's tensors (arrays made from
+        them must not be used afterwards). Reading a tensor again maps its file again."""
+        from .tensors import release
+
+        release({t.storage.path for t in self.tensors() if t.storage.path is not None})
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

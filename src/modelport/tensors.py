@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # numpy loads only where arrays are made
     import numpy as np
 
 __all__ = ["storage_buffer", "to_numpy", "strided_view", "values", "check_layout", "iter_bytes",
-           "contiguous_bytes", "CHUNK"]
+           "contiguous_bytes", "CHUNK", "release"]
 
 CHUNK = 8 << 20  # bytes per streamed chunk
 
@@ -43,6 +43,18 @@ def _file_map(path: str) -> mmap.mmap | None:
                 m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
             _maps[key] = m
         return m
+
+
+def release(paths: set[str]) -> None:
+    """Close the maps of these files (Checkpoint.close); a map still exported by a live array
+    stays open until that array goes (mmap refuses to close under it)."""
+    with _lock:
+        for key in [k for k in _maps if k[0] in paths]:
+            m = _maps.pop(key)
+            try:
+                m.close()
+            except BufferError:
+                pass  # an array still views it: it is unmapped when that array is freed
 
 
 def storage_buffer(storage: Storage) -> memoryview:

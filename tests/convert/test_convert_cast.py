@@ -19,8 +19,10 @@ from modelport.convert import convert  # noqa: E402
 from modelport.convert.cast import cast_array  # noqa: E402
 from modelport.dtypes import by_name  # noqa: E402
 
-TORCH = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
-INT = {8: (np.uint64, torch.int64), 4: (np.uint32, torch.int32), 2: (np.uint16, torch.int16)}
+TORCH = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+         "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+INT = {8: (np.uint64, torch.int64), 4: (np.uint32, torch.int32), 2: (np.uint16, torch.int16),
+       1: (np.uint8, torch.uint8)}
 EDGES32 = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00ABC, 0x7F800001,
            0x7FC00ABC, 0x477FEFFF, 0x477FF000, 0x477FE000, 0x7F7FFFFF, 0x33000000, 0x33000001,
            0x387FC000, 0x00000001, 0x80000001, 0x3F808000, 0x3F818000, 0x3F80FFFF, 0x7F7F8000]
@@ -39,7 +41,8 @@ def _patterns(name: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("src", "dst"), [(s, d) for s in ("F64", "F32", "F16", "BF16")
-                                          for d in ("F32", "F16", "BF16") if s != d])
+                                          for d in ("F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
+                                          if s != d])
 def test_cast_matches_torch(src: str, dst: str) -> None:
     bits = _patterns(src)
     x = bits.view(by_name(src).np_dtype())
@@ -74,3 +77,24 @@ def test_convert_casts_chunk_by_chunk(tmp_path: Path, monkeypatch: pytest.Monkey
     for k, v in sd.items():
         want = v.contiguous().to(torch.bfloat16) if v.is_floating_point() else v
         assert out[k].dtype == want.dtype and torch.equal(raw(out[k]), raw(want)), k
+
+
+@pytest.mark.parametrize(("spelling", "code"), [
+    ("fp16", "F16"), ("float16", "F16"), ("half", "F16"), ("bf16", "BF16"),
+    ("bfloat16", "BF16"), ("fp32", "F32"), ("float32", "F32"), ("F32", "F32"),
+    ("fp8", "F8_E4M3"), ("float8_e5m2", "F8_E5M2")])
+def test_dtype_spellings(tmp_path: Path, spelling: str, code: str,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    from modelport.cli import main
+
+    torch.save({"w": torch.randn(4, 4)}, tmp_path / "a.pt")
+    out = tmp_path / f"{spelling}.safetensors"
+    assert main(["convert", str(tmp_path / "a.pt"), str(out), "--dtype", spelling, "-q"]) == 0
+    from safetensors.torch import load_file
+
+    assert load_file(out)["w"].dtype == TORCH[code]
+    assert main(["verify", str(tmp_path / "a.pt"), str(out), "--cast", spelling]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["convert", str(tmp_path / "a.pt"), str(out), "--dtype", "fp17"])
+    assert "unknown dtype 'fp17'" in capsys.readouterr().err

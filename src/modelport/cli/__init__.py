@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from ..errors import _ONE_LINE, ModelportError, UnsafeInput
 
-__all__ = ["main", "run", "human_bytes"]
+__all__ = ["main", "run", "human_bytes", "plural"]
 
 # command -> (module, one-line help); the contract in DESIGN.md names these.
 COMMANDS = {
@@ -40,6 +40,11 @@ examples:
 """
 
 
+def plural(n: int, word: str) -> str:
+    """``1 tensor``, ``2 tensors``, ``1,024 tensors``."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def human_bytes(n: float, digits: int = 2) -> str:
     """``1234567`` -> ``1.23 MB`` (decimal units, as file managers and ``--max-shard-size``)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -57,7 +62,11 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version="modelport 0.1.0")
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"modelport {__version__}")
+    parser.add_argument("--debug", action="store_true", dest="debug_all",
+                        help="show tracebacks on errors (also accepted after the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         if only is not None and name != only:
@@ -72,7 +81,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _parser=p)
     return parser
 
 
@@ -96,8 +105,14 @@ class _Display:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = _parser(argv[0] if argv and argv[0] in COMMANDS else None)
-    args = parser.parse_args(argv)
+    # Only the command's name is looked at before parsing: `modelport --debug inspect x` works.
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = _parser(command if command in COMMANDS else None)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the error names the command whose options were wrong
+        (getattr(args, "_parser", None) or parser).error(
+            f"unrecognized arguments: {' '.join(extra)}")
+    args.debug = getattr(args, "debug", False) or args.debug_all
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR

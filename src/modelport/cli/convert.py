@@ -30,9 +30,9 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from ..convert import convert
-from ..convert.cast import TARGETS
+from ..convert.cast import TARGETS, dtype_code
 from ..formats import writer_names
-from . import human_bytes
+from . import human_bytes, plural
 
 __all__ = ["add_arguments", "run", "Progress"]
 
@@ -48,8 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "[{name, dtype, shape}]")
     p.add_argument("--max-shard-size", metavar="SIZE",
                    help="largest shard of a folder DST, e.g. 5GB (the default), 500MB, 2GiB")
-    p.add_argument("--dtype", type=str.upper, choices=TARGETS,
-                   help="cast F64/F32/F16/BF16 tensors to this type (as torch's .to rounds); "
+    p.add_argument("--dtype", type=dtype_code, metavar="DTYPE",
+                   help=f"cast F64/F32/F16/BF16 tensors to this type ({', '.join(TARGETS)}; "
+                   "fp16, half, bf16, float32, fp8 ... also work), rounding as torch's .to does; "
                    "integer and bool tensors are left as they are")
     p.add_argument("--full", action="store_true",
                    help="keep every tensor and plain value of the checkpoint, not only weights")
@@ -145,12 +146,12 @@ def run(args: argparse.Namespace) -> int:
         for note in result.notes:
             print(f"modelport convert: note: {note}", file=err)
         rate = result.bytes / result.seconds if result.seconds else 0
-        what = (f"{len(result.files)} files" if len(result.files) > 1 else result.files[0])
-        print(f"wrote {result.dst} ({result.format}, {what}, {result.tensors} tensors, "
+        what = f"{plural(len(result.files), 'file')}, " if len(result.files) > 1 else ""
+        print(f"wrote {result.dst} ({result.format}, {what}{plural(result.tensors, 'tensor')}, "
               f"{human_bytes(result.bytes)}) in {result.seconds:.2f} s "
               f"({human_bytes(rate)}/s)", file=err)
         if result.verified is not None:
-            print(f"verified: {result.verified.compared} tensors match {result.src}"
+            print(f"verified: {plural(result.verified.compared, 'tensor')} match {result.src}"
                   + (f" cast to {args.dtype}" if args.dtype else ""),
                   file=err)
     return 0

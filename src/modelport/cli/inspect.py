@@ -23,7 +23,7 @@ from .. import open as open_checkpoint
 from .. import sniff
 from ..model import Checkpoint, TensorEntry
 from ..recognize import Architecture
-from . import human_bytes
+from . import human_bytes, plural
 
 __all__ = ["add_arguments", "run", "report"]
 
@@ -245,13 +245,16 @@ def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False,
            arch: Architecture | None = None) -> str:
     lines = [f"{ck.path}", f"  format      {ck.format}", f"  kind        {ck.kind}",
              f"  size        {human_bytes(ck.file_size, digits=1)}",
-             f"  parameters  {_count(ck.parameters)} in {len(ck.weights)} tensors"]
+             f"  parameters  {_count(ck.parameters)} in {plural(len(ck.weights), 'tensor')}"]
     dt: Counter[str] = Counter()
     for t in ck.weights.values():
         dt[t.dtype.name] += t.nbytes
     total = sum(dt.values()) or 1
     if dt:
-        lines.append("  dtypes      " + ", ".join(f"{k} {v / total:.0%}" for k, v in dt.most_common()))
+        shown = [(k, v) for k, v in dt.most_common() if round(100 * v / total) >= 1]
+        rest = len(dt) - len(shown)  # shares that round to 0% say nothing; count them instead
+        lines.append("  dtypes      " + ", ".join(f"{k} {v / total:.0%}" for k, v in shown)
+                     + (f" (+{rest} more under 1%)" if rest else ""))
     if safety is not None:
         lines.append(f"  safety      {safety.get('verdict')}: {safety.get('reason', '')}")
     # Format-neutral: a reader puts {label: text or [lines]} in info["summary"] (a TF

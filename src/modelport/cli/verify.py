@@ -20,7 +20,7 @@ import json
 import sys
 
 from ..convert import verify
-from ..convert.cast import TARGETS
+from ..convert.cast import dtype_code
 
 __all__ = ["add_arguments", "run"]
 
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("b", help="another model file or folder")
     p.add_argument("--atol", type=float, help="absolute tolerance: compare values, not bytes")
     p.add_argument("--rtol", type=float, help="relative tolerance: compare values, not bytes")
-    p.add_argument("--cast", type=str.upper, choices=TARGETS, metavar="DTYPE",
+    p.add_argument("--cast", type=dtype_code, metavar="DTYPE",
                    help="B was converted with --dtype DTYPE: compare it with A cast the same way")
     p.add_argument("--full", action="store_true",
                    help="every tensor of the tree and every plain value, not only weights")

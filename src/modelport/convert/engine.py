@@ -358,9 +358,27 @@ def convert(
 ) -> ConvertResult:
     """Convert SRC (any file or folder modelport reads) into DST; see ``modelport convert -h``.
 
-    ``progress(done_bytes, total_bytes)`` is called as tensor bytes are written.
+    Nothing in SRC is executed; DST is written through a temporary sibling and renamed, so an
+    error leaves nothing behind.
+
+    to             output format when DST's name does not say it (``formats.writer_names()``)
+    max_shard_size largest shard of a folder DST: bytes or "5GB", "500MiB" (default 5GB)
+    dtype          cast float tensors: "F16", "BF16", "F32", "F8_E4M3"... or fp16, half, bf16
+    full           every tensor and plain value of the checkpoint, not only the weights
+    verify         compare DST with SRC tensor by tensor before renaming it in (``.verified``)
+    select         dotted path of the subtree that holds the weights
+    dedupe         write tensors that share storage once, recording the other names
+    force          replace DST if it exists (a folder only if it holds model files)
+    jobs           write this many shards at once
+    allow_unsafe   convert a source the scanner calls unsafe or cannot judge
+    layout         SRC is a raw buffer laid out as this model file or JSON says
+    progress       ``progress(done_bytes, total_bytes)``, called as tensor bytes are written
     """
     t0 = time.perf_counter()
+    if dtype is not None:
+        from .cast import normalize
+
+        dtype = normalize(dtype)
     from ..detect import resolve
 
     src, dst = resolve(src), os.fspath(dst)  # a TF checkpoint prefix names its .index
@@ -422,6 +440,7 @@ def convert(
             verified = run_verify(src, out.path() if not target.folder else out.tmp, layout=layout,
                                   cast=plan.cast.name if plan.cast else None, full=full,
                                   select=select, jobs=max(1, jobs))
+            verified.b = dst  # the result names the file the user gets, not its temporary name
             if not verified.same:
                 first = verified.differences[0]
                 raise OutputError(f"verification failed: {first.name}: {first.detail} "

@@ -72,6 +72,19 @@ class Target:
     folder: bool  # a Hugging Face folder layout
 
 
+# Output names people try that convert does not write, and what does.
+_NOT_WRITTEN = {
+    ".onnx": "convert does not write ONNX: a graph needs the model's code; `modelport export "
+             "SRC DST.onnx` builds it (for recognised architectures, TorchScript, or --model)",
+    ".gguf": "GGUF output needs the gguf writer (`pip install modelport[gguf]`) or is not "
+             "available in this version",
+    ".h5": "Keras/HDF5 files are read, not written: convert to .safetensors, .pt or .npz",
+    ".keras": "Keras files are read, not written: convert to .safetensors, .pt or .npz",
+    ".tflite": "TFLite files are read, not written: convert to .safetensors, .pt or .npz",
+    ".pb": "TensorFlow graphs are read, not written: convert to .safetensors, .pt or .npz",
+}
+
+
 def resolve_target(dst: str, to: str | None = None) -> Target:
     """DST's format: ``--to`` if given, else its suffix; a folder if it is one or has no suffix."""
     fmt = None
@@ -89,8 +102,13 @@ def resolve_target(dst: str, to: str | None = None) -> Target:
         else:
             fmt = next((f for f, (sfx, _) in _formats().items() if suffix in sfx), None)
             if fmt is None:
-                raise UsageError(f"cannot tell the output format from the name {name!r}",
-                                 path=dst, hint="use a .safetensors, .pt/.pth/.bin or .npz name, or --to")
+                from ..formats import writer_names
+
+                known = _NOT_WRITTEN.get(suffix)
+                raise UsageError(
+                    known or f"cannot tell the output format from the name {name!r}", path=dst,
+                    hint=f"name a file {', '.join(s for f in _formats().values() for s in f[0])}"
+                    f", a folder, or use --to {{{','.join(writer_names())}}}")
     if folder and _formats()[fmt][1] is None:
         raise UsageError(f"{fmt} has no folder layout; name a .npz file", path=dst)
     return Target(fmt, folder)

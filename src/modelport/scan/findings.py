@@ -93,7 +93,9 @@ class FileReport:
         notes = [f for f in self.findings if f.severity == Severity.INFO]
         if not self.scanned and not notes:
             return "no pickle or model header in it: nothing a loader would execute"
-        what = f"only allowlisted data in {len(self.scanned)} pickle(s)/header(s)"
+        names = list(dict.fromkeys(self.scanned))
+        listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        what = f"only allowlisted data in {listed}"
         if notes:
             rules = sorted({f.rule for f in notes})
             return f"{what}; {len(notes)} note(s): {', '.join(rules)}"

@@ -1,0 +1,91 @@
+"""What a new user tripped over (issue [7/7] part 2), each through main([...]) or the API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import modelport
+from modelport.cli import main
+
+st = pytest.importorskip("safetensors.numpy")
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample_checkpoint.pt"
+
+
+@pytest.fixture()
+def one(tmp_path: Path) -> Path:
+    p = tmp_path / "one.safetensors"
+    st.save_file({"w": np.ones((2, 2), np.float32)}, str(p))
+    return p
+
+
+def test_debug_before_or_after_the_command(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10" + bytes(7) + b"{")
+    assert main(["--debug", "inspect", str(bad)]) == 2
+    before = capsys.readouterr().err
+    assert main(["inspect", str(bad), "--debug"]) == 2
+    after = capsys.readouterr().err
+    assert "Traceback" in before and "Traceback" in after
+    assert main(["inspect", str(bad)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_argument_errors_name_the_command(one: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["inspect", str(one), "--bogus"])
+    assert "modelport inspect: error: unrecognized arguments: --bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"modelport {modelport.__version__}"
+
+
+def test_select_that_matches_nothing_lists_the_subtrees(capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    assert main(["inspect", str(SAMPLE), "--select", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "model_state_dict (17)" in err and "optimizer_state_dict" in err
+
+
+@pytest.mark.parametrize("suffix,words", [(".onnx", "modelport export"),
+                                          (".foo", "cannot tell the output format")])
+def test_unwritable_names_say_what_to_do(one: Path, tmp_path: Path, suffix: str, words: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["convert", str(one), str(tmp_path / f"out{suffix}")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "--to" in err and err.count("\n") == 1
+
+
+def test_wording_one_tensor_and_wrote_line(one: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(one)]) == 0
+    out = capsys.readouterr().out
+    assert "in 1 tensor\n" in out and "pickle(s)" not in out
+    dst = tmp_path / "o.npz"
+    assert main(["convert", str(one), str(dst), "--verify"]) == 0
+    err = capsys.readouterr().err
+    assert f"wrote {dst} (npz, 1 tensor," in err and "verified: 1 tensor match" in err
+    assert err.count("o.npz") == 1  # the name is not repeated
+
+
+def test_api_checkpoint_repr_context_manager_and_missing_path(one: Path, tmp_path: Path) -> None:
+    from modelport import tensors
+
+    with modelport.open(one) as ck:
+        assert repr(ck) == f"<Checkpoint safetensors weights {str(one)!r}: 1 weights, 4 parameters>"
+        assert modelport.to_numpy(ck.weights["w"]).sum() == 4
+        assert any(k[0] == str(one) for k in tensors._maps)
+    assert not any(k[0] == str(one) for k in tensors._maps)  # closed with the block
+    with pytest.raises(FileNotFoundError):
+        modelport.open(tmp_path / "absent.safetensors")
+
+
+def test_api_verified_names_the_final_path(one: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "final.pt"
+    result = modelport.convert(one, dst, verify=True, dtype="half")
+    assert result.verified.b == str(dst) and result.verified.same
+    assert json.dumps(result.verified.b).count("tmp") == str(dst).count("tmp")
