@@ -89,3 +89,40 @@ def test_api_verified_names_the_final_path(one: Path, tmp_path: Path) -> None:
     result = modelport.convert(one, dst, verify=True, dtype="half")
     assert result.verified.b == str(dst) and result.verified.same
     assert json.dumps(result.verified.b).count("tmp") == str(dst).count("tmp")
+
+
+def test_inspect_several_paths_in_order(one: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.pt"
+    assert main(["inspect", str(one), str(missing), str(SAMPLE), "--json"]) == 2
+    captured = capsys.readouterr()
+    docs = json.loads(captured.out)
+    assert [d["path"] for d in docs] == [str(one), str(missing), str(SAMPLE)]
+    assert docs[0]["format"] == "safetensors" and "error" in docs[1]
+    assert docs[2]["kind"] == "training-checkpoint"
+    assert str(missing) in captured.err
+    assert main(["inspect", str(one), str(SAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert out.index(str(one)) < out.index(str(SAMPLE))
+
+
+def test_convert_many_files_with_jobs_in_input_order(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    srcs = []
+    for i in range(4):
+        p = tmp_path / f"m{i}.safetensors"
+        st.save_file({"w": np.full((3, 3), i, np.float32)}, str(p))
+        srcs.append(str(p))
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"junk")
+    out = tmp_path / "out"
+    code = main(["convert", *srcs[:2], str(bad), *srcs[2:], str(out) + "/", "--to", "npz",
+                 "--jobs", "2"])
+    assert code == 2  # one failed; the others were written
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split()[1] for line in err if line.startswith("wrote")] == \
+        [str(out / f"m{i}.npz") for i in range(4)]
+    assert any("bad.safetensors" in line and "error" in line for line in err)
+    for i in range(4):
+        assert np.load(out / f"m{i}.npz")["w"][0, 0] == i
+    assert not (out / "bad.npz").exists()

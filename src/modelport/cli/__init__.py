@@ -86,7 +86,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 # Arguments that may name remote inputs (https://, hf://, owner/repo), per command.
-_REMOTE_ARGS = {"inspect": ("path",), "scan": ("paths",), "verify": ("a", "b"),
+_REMOTE_ARGS = {"inspect": ("paths",), "scan": ("paths",), "verify": ("a", "b"),
                 "diff": ("a", "b"), "convert": ("src",)}
 
 

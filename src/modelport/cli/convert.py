@@ -13,6 +13,7 @@ examples:
   modelport convert ./bert-bin ./bert-st --max-shard-size 2GB    re-shard a repo as safetensors
   modelport convert ./repo merged.safetensors --dtype BF16 --verify
   modelport convert gpt2.safetensors ./gpt2 --to torch --dedupe  pytorch_model-*.bin shards
+  modelport convert *.pth out/ --jobs 2                      many files, 2 processes, in order
   modelport convert model.pth weights.bin --to raw             flat buffer + weights.bin.layout.json
   modelport convert weights.bin model.safetensors --layout model.pth   a raw buffer back
 """
@@ -38,8 +39,10 @@ __all__ = ["add_arguments", "run", "Progress"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", help="a model file or a Hugging Face model folder")
-    p.add_argument("dst", help="the file or folder to write (never SRC)")
+    p.add_argument("src", nargs="+", metavar="SRC",
+                   help="a model file or a Hugging Face model folder (several: see DST)")
+    p.add_argument("dst", metavar="DST", help="the file or folder to write (never SRC); with "
+                   "several SRC, a folder that gets one output per SRC, named after it")
     p.add_argument("--to", choices=writer_names(),
                    help="output format, when DST's name does not say it")
     p.add_argument("--layout", metavar="REF",
@@ -62,7 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="store tied weights once and record the other names as aliases")
     p.add_argument("--force", action="store_true", help="replace DST if it exists")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
-                   help="write N shards in parallel")
+                   help="write N shards in parallel; with several SRC, convert N files at once "
+                   "(processes)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress, notes or summary")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on "
                    "stdout (files written, tensors, bytes, notes, verification)")
@@ -121,6 +125,84 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if len(args.src) > 1:
+        return _many(args)
+    args.src = args.src[0]
+    return _one(args)
+
+
+def _outputs(args: argparse.Namespace) -> list[str]:
+    """DST/<name of SRC>.<suffix of the output format> for each SRC (a folder SRC: a folder)."""
+    import os
+
+    from ..errors import UsageError
+    from ..formats import writer_for
+
+    if not os.path.isdir(args.dst) and not args.dst.endswith(("/", os.sep)):
+        raise UsageError("with several SRC, DST must be a folder", path=args.dst,
+                         hint="create it, or end its name with /")
+    writer = writer_for(args.to or "safetensors")
+    suffix = writer.suffixes[0] if writer.suffixes else ".bin"
+    outs = []
+    for src in args.src:
+        stem = os.path.basename(src.rstrip("/" + os.sep)) or "model"
+        if os.path.isdir(src):
+            outs.append(os.path.join(args.dst, stem))
+        else:
+            outs.append(os.path.join(args.dst, os.path.splitext(stem)[0] + suffix))
+    if len(set(outs)) < len(outs):
+        raise UsageError("two SRC would write the same DST name", path=args.dst,
+                         hint="convert them one at a time")
+    return outs
+
+
+def _convert_one(job: tuple[dict[str, object], str, str]) -> tuple[str, object]:
+    """One conversion in a worker process: ("ok", summary line) or ("error", one line)."""
+    from ..errors import ModelportError
+
+    opts, src, dst = job
+    try:
+        r = convert(src, dst, **opts)  # type: ignore[arg-type]
+    except ModelportError as exc:
+        return "error", str(exc)
+    return "ok", (f"wrote {r.dst} ({r.format}, {plural(r.tensors, 'tensor')}, "
+                  f"{human_bytes(r.bytes)}) in {r.seconds:.2f} s")
+
+
+def _many(args: argparse.Namespace) -> int:
+    """Several SRC into a folder: ``--jobs`` conversions at once in worker processes, results
+    printed in the order the SRC were given."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    outs = _outputs(args)
+    os.makedirs(args.dst, exist_ok=True)
+    opts = dict(to=args.to, max_shard_size=args.max_shard_size, dtype=args.dtype,
+                full=args.full, verify=args.verify, select=args.select, dedupe=args.dedupe,
+                force=args.force, jobs=1, allow_unsafe=args.allow_unsafe, layout=args.layout)
+    jobs = [(opts, src, dst) for src, dst in zip(args.src, outs)]
+    workers = max(1, min(args.jobs, len(jobs)))
+    if workers == 1:
+        results = [_convert_one(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_convert_one, jobs))  # in input order
+    failed = 0
+    docs = []
+    for src, (status, text) in zip(args.src, results):
+        if status == "error":
+            failed += 1
+            print(f"modelport convert: error: {text}", file=sys.stderr)
+        elif not (args.quiet or args.json):
+            print(text, file=sys.stderr)
+        docs.append({"src": src, "status": status, "message": text})
+    if args.json:
+        json.dump(docs, sys.stdout, indent=1)
+        print()
+    return 2 if failed else 0
+
+
+def _one(args: argparse.Namespace) -> int:
     err = sys.stderr
     progress = Progress(err) if err.isatty() and not (args.quiet or args.json) else None
     try:

@@ -7,6 +7,7 @@ examples:
   modelport inspect model.pth
   modelport inspect ./bert-base --all          every tensor, no collapsing
   modelport inspect last.ckpt --json | jq .metadata.epoch
+  modelport inspect a.pt b.safetensors ./repo   several at once, in order
   modelport inspect weights.bin --layout model.pth   a raw buffer, laid out as model.pth's weights
 """
 
@@ -29,8 +30,10 @@ __all__ = ["add_arguments", "run", "report"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="a model file or a Hugging Face model folder")
-    p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="model files or Hugging Face model folders (local, https://, hf://)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (for scripts); "
+                   "with several paths, a list of them")
     p.add_argument("--all", action="store_true", help="list every tensor; do not collapse "
                    "repeated layers")
     p.add_argument("--layout", metavar="REF", help="PATH is a raw buffer (tensors end to end, "
@@ -98,6 +101,34 @@ def _tensor_json(t: TensorEntry) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Each path in turn, in the order given; one failing path does not stop the others (its
+    error is printed where its report would be, and the exit code is 2)."""
+    if len(args.paths) == 1:
+        args.path = args.paths[0]
+        return _one(args, None)
+    from ..errors import ModelportError
+
+    docs: list[dict[str, Any]] = []
+    code = 0
+    for i, path in enumerate(args.paths):
+        args.path = path
+        try:
+            _one(args, docs)
+        except ModelportError as exc:
+            code = 2
+            print(f"modelport inspect: error: {exc}", file=sys.stderr)
+            if args.json:
+                docs.append({"path": path, "error": str(exc)})
+        if not args.json and i < len(args.paths) - 1:
+            sys.stdout.write("\n")
+    if args.json:
+        json.dump(docs, sys.stdout, indent=1, default=str)
+        print()
+    return code
+
+
+def _one(args: argparse.Namespace, docs: list[dict[str, Any]] | None) -> int:
+    """Inspect ``args.path``; with ``docs``, the JSON report goes there instead of stdout."""
     fmt = "raw" if args.layout else sniff(args.path)
     if fmt == "raw":
         ck = open_checkpoint(args.path, select=args.select, layout=args.layout)
@@ -121,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
         doc = report(ck, safety, arch)
         if remote is not None:
             doc["remote"] = remote.to_json()
+        if docs is not None:
+            docs.append(doc)
+            return 0
         json.dump(doc, sys.stdout, indent=1, default=str)
         print()
         return 0
