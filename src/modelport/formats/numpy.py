@@ -9,7 +9,8 @@
          |          |      |      | W=4 (v2,3: u32) |  'fortran_order': F, | bytes, C or |
          |          |      |      | little endian   |  'shape': (2, 3), }  | Fortran     |
          +----------+------+------+-----------------+----------------------+-------------+
-    the header is latin-1 (v1, v2) or UTF-8 (v3), space-padded and ended by '\\n'.
+    the header is latin-1 (v1, v2) or UTF-8 (v3), space-padded and ended by '\\n'; it is
+    decoded by ``containers.npy`` (shared with the scanner), then checked stricter here.
 
 ``.npz`` (np.savez: members stored; np.savez_compressed: deflated) is a zip of ``NAME.npy``
 members (APPNOTE.TXT 4.3.7)::
@@ -30,7 +31,6 @@ every tensor modelport hands on is little-endian, as safetensors and torch store
 
 from __future__ import annotations
 
-import ast
 import builtins
 import bz2
 import os
@@ -44,6 +44,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..classify import classify, reselect
+from ..containers import npy
 from ..dtypes import DType, by_numpy
 from ..errors import InputError, LimitExceeded, MalformedHeader, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
@@ -55,11 +56,8 @@ __all__ = ["FORMAT_ID", "FORMAT_IDS", "MAGIC", "NpyHeader", "sniff",
 
 FORMAT_ID = "numpy-npy"
 FORMAT_IDS = ("numpy-npy", "numpy-npz")
-MAGIC = b"\x93NUMPY"
+MAGIC = npy.MAGIC
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive's EOCD
-# version -> (header length field, header text encoding)
-_VERSIONS = {(1, 0): ("<H", "latin1"), (2, 0): ("<I", "latin1"), (3, 0): ("<I", "utf8")}
-_KEYS = frozenset({"descr", "fortran_order", "shape"})
 # zip compression method -> incremental decompressor; np.savez_compressed writes 8 (deflate).
 _DECOMPRESSORS: dict[int, Callable[[], Any]] = {
     zipfile.ZIP_DEFLATED: lambda: zlib.decompressobj(-15),
@@ -118,8 +116,10 @@ def parse_npy_header(
     ``InputError`` for object/record/unmappable dtypes, ``Truncated`` when the stream
     is shorter than header + data, ``MalformedHeader`` for everything else.
     """
+    fmt = FORMAT_IDS[1] if where.get("member") else FORMAT_IDS[0]
+    raw = npy.read_header(read, avail, limits, fmt=fmt, **where)  # what numpy itself accepts
     base = where.pop("offset", 0) or 0
-    loc = dict(where, format=FORMAT_IDS[1] if where.get("member") else FORMAT_IDS[0])
+    loc = dict(where, format=fmt)
 
     def bad(msg: str, at: int, cls: type[InputError] = MalformedHeader, hint: str = _CORRUPT
             ) -> InputError:
@@ -129,47 +129,16 @@ def parse_npy_header(
         return bad(f"{what} needs {need} bytes but the stream has {avail}", min(avail, need),
                    Truncated, "the file is truncated; download or write it again")
 
-    pre = read(0, 12)
-    if pre[:6] != MAGIC[: len(pre[:6])]:
-        raise bad(f"not a .npy stream: it starts with {pre[:6]!r}", 0)
-    if len(pre) < 10:
-        raise truncated("the .npy preamble", 10)
-    version = (pre[6], pre[7])
-    if version not in _VERSIONS:
-        raise bad(f"unknown .npy format version {version[0]}.{version[1]}", 6,
-                  hint="modelport reads versions 1.0, 2.0 and 3.0")
-    fmt, encoding = _VERSIONS[version]
-    start = 8 + struct.calcsize(fmt)
-    if len(pre) < start:
-        raise truncated("the .npy preamble", start)
-    (hlen,) = struct.unpack_from(fmt, pre, 8)
-    if hlen > limits.header_bytes:
-        raise bad(f"a .npy header of {hlen} bytes exceeds the limit of {limits.header_bytes}", 8,
-                  LimitExceeded, "raise Limits.header_bytes if you trust this file")
-    if start + hlen > avail:
-        raise truncated(f"the .npy header of {hlen} bytes", start + hlen)
-    try:
-        text = read(start, hlen).decode(encoding)
-        # literal_eval builds only literals (no names, calls or attributes); numpy does the same.
-        d = ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
-        raise bad(f"the .npy header is not a Python literal: {e}", start) from e
-    if not isinstance(d, dict) or set(d) != _KEYS:
-        keys = sorted(map(repr, d)) if isinstance(d, dict) else type(d).__name__
-        raise bad(f"the .npy header must be a dict of descr, fortran_order, shape; got {keys}",
-                  start)
-    shape, fortran, descr = d["shape"], d["fortran_order"], d["descr"]
-    if not isinstance(shape, tuple) or not all(type(x) is int and x >= 0 for x in shape):
+    start, shape, fortran, descr = raw.text_offset, raw.shape, raw.fortran, raw.descr
+    if not all(type(x) is int and x >= 0 for x in shape):  # numpy takes bools and negatives
         raise bad(f"shape {shape!r} is not a tuple of non-negative integers", start)
-    if not isinstance(fortran, bool):
-        raise bad(f"fortran_order {fortran!r} is not a bool", start)
     try:
         # Builds a dtype description only: an object dtype here is a type code, nothing is loaded.
         dt = np.lib.format.descr_to_dtype(descr)
     except (TypeError, ValueError, KeyError, IndexError, RecursionError, SyntaxError) as e:
         raise bad(f"descr {descr!r} is not a numpy dtype: {e}", start) from e
     dtype = _tensor_dtype(dt, lambda msg, hint: bad(msg, start, InputError, hint))
-    header = NpyHeader(dtype, shape, fortran, start + hlen, version,
+    header = NpyHeader(dtype, shape, fortran, raw.data_offset, raw.version,
                        dt.itemsize > 1 and dt.str[0] == ">")
     if header.data_offset + header.nbytes > avail:
         raise truncated(f"array data {shape} of {dt}", header.data_offset + header.nbytes)

@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 from .. import dtypes
-from ..containers import compress
+from ..containers import compress, npy
 from ..containers import tar as tarfmt
 from ..containers.zip import ZipArchive, ZipMember
 from ..errors import InputError, LimitExceeded, ModelportError, Truncated
@@ -393,54 +393,30 @@ def _torchscript_code(scan: Scan, archive: ZipArchive, folder: str, label: str) 
 # -- numpy ----------------------------------------------------------------------------------------
 
 
-def _npy_header(head: bytes) -> tuple[Any, int]:
-    """(descr, offset of the array data) of a .npy stream; ValueError if it is not one."""
-    major = head[6]
-    fmt, enc = ("<H", "latin1") if major == 1 else ("<I", "latin1" if major == 2 else "utf8")
-    start = 8 + struct.calcsize(fmt)
-    (hlen,) = struct.unpack_from(fmt, head, 8)
-    text = head[start:start + hlen].decode(enc)
-    if len(text) < hlen:
-        raise ValueError("header runs past the bytes read")
-    import ast
-
-    d = ast.literal_eval(text)  # literals only, as numpy itself parses it
-    return d["descr"], start + hlen
-
-
-def _has_object(descr: Any) -> bool:
-    """Whether a .npy ``descr`` holds Python objects ('|O'), in any field of a record too
-    (numpy/lib/format.py ``descr_to_dtype``: a type string, or a list of (name, descr[, shape]))."""
-    if isinstance(descr, str):
-        return descr.lstrip("<>|=").startswith("O")
-    if isinstance(descr, list) and all(isinstance(f, tuple) and len(f) in (2, 3) for f in descr):
-        return any(_has_object(f[1]) for f in descr)
-    raise ValueError(f"descr {descr!r} is not a numpy type description")
-
-
 def _npy_has_object(head: bytes) -> bool:
     try:
-        return _has_object(_npy_header(head)[0])
-    except (ValueError, SyntaxError, KeyError, TypeError, IndexError, struct.error):
+        return npy.descr_has_object(npy.header_of_bytes(head).descr)
+    except ModelportError:
         return True  # cannot tell from the first bytes: read it, scan_npy decides
 
 
 def scan_npy(scan: Scan, data: Any, *, member: str | None, base: int = 0) -> None:
-    head = bytes(data[:1 << 16])
+    """A .npy stream: its header decoded as numpy decodes it (containers.npy); an object
+    dtype means np.load(allow_pickle=True) unpickles what follows the header."""
     try:
-        descr, end = _npy_header(head)
-        has_object = _has_object(descr)
-    except (ValueError, SyntaxError, KeyError, TypeError, IndexError, struct.error) as exc:
-        scan.error(_where(f"{scan.path}: .npy header cannot be parsed: {exc}", member))
+        header = npy.header_of_bytes(data, replace(scan.limits, header_bytes=max(
+            scan.limits.header_bytes, len(data))), path=scan.path, member=member, offset=base)
+    except ModelportError as exc:
+        scan.error(_where(f"{scan.path}: .npy header cannot be parsed: {exc.message}", member))
         return
     scan.note_scanned(f"{member or 'npy'} (.npy header)")
-    if not has_object:
+    if not npy.descr_has_object(header.descr):
         return
-    scan.add(S.LOW, "npy-object", f"an object array (dtype {descr!r}): its data is a pickle",
-             member=member, offset=base + end,
+    scan.add(S.LOW, "npy-object", f"an object array (dtype {header.descr!r}): its data is a "
+             "pickle", member=member, offset=base + header.data_offset,
              why="np.load(allow_pickle=True) unpickles it; its pickle is scanned")
     pickles.scan_stream(scan, data, member=(member or "npy") + " (object data)", base=base,
-                        start=end, loader=True, persistent=False)
+                        start=header.data_offset, loader=True, persistent=False)
 
 
 # -- compressed streams and tar -----------------------------------------------------------------
