@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import dtypes
+from ..containers import joblib
 from ..dtypes import DType
 from ..model import Opaque, Storage, TensorEntry
 from .machine import BadRecord, Ref, brief, check_key
@@ -42,6 +43,7 @@ class _NpDType:
     code: str
     byteorder: str = "="
     structured: bool = False
+    state: Any = None  # dtype.__reduce__ state (fields, flags): containers.joblib reads it
 
     def __repr__(self) -> str:
         return f"dtype({self.code!r})"
@@ -277,6 +279,9 @@ def build_state(m: Machine, obj: Any, state: Any) -> None:
         if isinstance(state, tuple) and len(state) >= 4:
             obj.byteorder = state[1] if isinstance(state[1], str) else "="
             obj.structured = state[3] is not None or obj.code.startswith(("O", "|O"))
+        obj.state = state
+    elif isinstance(obj, joblib.Wrapper):
+        m.stack[-1] = joblib.read_array(m, state)  # steps over the array bytes joblib reads
     elif isinstance(obj, _PendingArray):
         try:
             built: Any = _finish_array(m, obj, state)
@@ -364,4 +369,5 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "builtins.bytes": _bytes,
     "builtins.complex": _plain(complex, scalars=True),
     "builtins.slice": _plain(slice, scalars=True),
+    joblib.WRAPPER: lambda m, *args: joblib.Wrapper(),
 }

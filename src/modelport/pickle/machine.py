@@ -148,6 +148,9 @@ class Machine:
         self.ops = 0
         self.frame_end: int | None = None
         self.op_offset = start
+        # Byte ranges a loader's own reader steps over (joblib's array data): the scanner
+        # judges them too, as pickle.load, which does not step over them, reads them.
+        self.skipped: list[tuple[int, int]] = []
 
     # -- errors and small readers -------------------------------------------------------
 

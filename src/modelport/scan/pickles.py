@@ -119,6 +119,10 @@ def scan_one(scan: Scan, data: bytes | memoryview, pos: int, *, member: str | No
     label = f"{member or 'pickle'} @{where}"
     scan.note_scanned(label)
     _judge(scan, m, member, torchscript)
+    for start, end in m.skipped:
+        # joblib.load steps over array bytes; pickle.load of the same file parses them.
+        scan.bytes(m.data[start:end], member=f"{member or 'pickle'} (array bytes @{base + start})",
+                   base=base + start)
     if error is not None:
         _broken(scan, m, member, error, torchscript)
         return True, None, len(data)

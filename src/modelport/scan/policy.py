@@ -91,6 +91,9 @@ ALLOWLIST: dict[str, str] = {
     "numpy.ndarray": "the array type, as the class argument of _reconstruct",
     "numpy.matrix": "numpy's 2-D array subclass, as the class argument of _reconstruct",
     "numpy.dtype": "builds a dtype from a type code such as '<f4' (no object is loaded)",
+    "joblib.numpy_pickle.NumpyArrayWrapper": "joblib's placeholder for an ndarray whose bytes "
+    "follow it in the stream (containers/joblib.py steps over them; an object array's own "
+    "pickle is judged like the outer one)",
 }
 
 # Globals only a TorchScript archive's own pickles may name: torch.jit.load resolves
