@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 import mmap
 import os
-import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -68,21 +67,6 @@ _FLAG_WHY = ("flag bits no model writer sets (patched data 0x20, strong encrypti
              "(CVE-2025-1945)")
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
 _SMALL = 64 << 20  # members read whole to check their CRC (pickles, code, small files)
-
-# TorchScript code -> (pattern, severity, rule, why).
-_TS_RULES: list[tuple[re.Pattern[str], Severity, str, str]] = [
-    (re.compile(r"\b(?:torch|ops\.aten)\.(from_file|save|load|_load_for_mobile)\s*\("), S.HIGH,
-     "torchscript-file-op", "the program reads or writes files when it runs"),
-    (re.compile(r"\b(os|subprocess|sys|shutil|socket|builtins)\.\w+\s*\("), S.HIGH,
-     "torchscript-system-op", "the program calls a system module"),
-    (re.compile(r"\b(open|exec|eval|__import__)\s*\("), S.HIGH, "torchscript-system-op",
-     "the program opens files or evaluates code"),
-    (re.compile(r"\bops\.(?!aten\.|prim\.|quantized\.|_caffe2\.|profiler\.)(\w+)\.\w+"),
-     S.MEDIUM, "torchscript-custom-op", "a custom operator: native code from a library the "
-     "loading process must have loaded"),
-]
-_TS_METHOD = re.compile(r"^  def (\w+)\(", re.M)
-
 
 # -- files --------------------------------------------------------------------------------------
 
@@ -366,22 +350,27 @@ def _where(message: str, member: str | None) -> str:
 
 
 def _torchscript_code(scan: Scan, archive: ZipArchive, folder: str, label: str) -> None:
+    """The program under code/, parsed with ast (scan/torchscript.py), never compiled."""
+    from . import torchscript
+
     methods: list[str] = []
     for m in archive.members:
         if not (m.name.startswith(folder + "code/") and m.name.endswith(".py")):
             continue
         try:
             text = archive.read(m, scan.limits).decode("utf-8", "replace")
+            hits, names = torchscript.analyse(text)
         except ModelportError as exc:
             scan.error(_where(str(exc), label + m.name))
             continue
-        methods += _TS_METHOD.findall(text)
-        for pattern, sev, rule, why in _TS_RULES:
-            for hit in pattern.finditer(text):
-                line = text.count("\n", 0, hit.start()) + 1
-                scan.add(sev, rule, f"TorchScript code calls {hit.group(0).rstrip('(').strip()} "
-                         f"(line {line})", subject=hit.group(0).rstrip("( "),
-                         member=label + m.name, offset=None, why=why)
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            scan.error(_where(f"{scan.path}: TorchScript code cannot be parsed ({exc}); "
+                              "not judged", label + m.name))
+            continue
+        methods += names
+        for h in hits:
+            scan.add(h.severity, h.rule, f"TorchScript code uses {h.subject} (line {h.line})",
+                     subject=h.subject, member=label + m.name, why=h.why)
     if methods:
         shown = ", ".join(sorted(set(methods))[:8])
         scan.add(S.INFO, "torchscript-code", f"a TorchScript program with {len(methods)} "
