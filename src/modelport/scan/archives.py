@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import mmap
 import os
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -586,29 +587,52 @@ def _safetensors(scan: Scan, path: str) -> None:
 
 
 def _onnx(scan: Scan, path: str) -> None:
+    """External data of every tensor-bearing field (containers/onnx_tensors.py): locations
+    out of the model's folder and links are findings; then the reader's own checks."""
+    from ..containers import onnx_tensors
     from ..formats import onnx
 
+    folder = os.path.dirname(os.path.abspath(path))
+    mm, buf = _mapped(path)
     try:
-        ck = onnx.open(path, scan.limits)
+        for ref in onnx_tensors.walk(buf, scan.limits):
+            _onnx_location(scan, folder, ref)
     except ModelportError as exc:
-        if "external data location" in exc.message:
-            scan.add(S.HIGH, "onnx-external-path", exc.message, subject=exc.tensor,
-                     offset=exc.offset, why="onnx reads external data relative to the model; "
-                     "a path out of its folder reads any file on the machine")
-        else:
+        scan.error(str(exc.located(path=path)))
+    finally:
+        del buf
+        if mm is not None:
+            _close(mm)
+    try:
+        onnx.open(path, scan.limits)
+    except ModelportError as exc:
+        if "external data location" not in exc.message:  # judged above, for every tensor
             scan.error(str(exc))
         return
     scan.note_scanned("onnx graph")
-    folder = os.path.dirname(os.path.abspath(path))
-    for location in ck.info.get("graph", {}).get("external_data", []):
-        target = os.path.join(folder, location)
-        parts = os.path.normpath(location).split(os.sep)
-        links = [os.path.join(folder, *parts[:i + 1]) for i in range(len(parts))]
-        if any(os.path.islink(p) for p in links):
-            scan.add(S.MEDIUM, "onnx-external-link", f"external data {location!r} is a link",
-                     subject=location, why="a link in the model folder makes the loader read "
-                     "whatever it points at")
-        elif os.path.isfile(target) and os.stat(target).st_nlink > 1:
-            scan.add(S.LOW, "onnx-external-link", f"external data {location!r} has "
-                     f"{os.stat(target).st_nlink} hard links", subject=location,
-                     why="the same bytes are reachable under another name")
+
+
+_ONNX_WHY = ("onnx and onnxruntime read external data relative to the model; a location out "
+             "of its folder reads any file on the machine")
+
+
+def _onnx_location(scan: Scan, folder: str, ref: Any) -> None:
+    from ..containers.onnx_tensors import location_problem
+
+    problem = location_problem(ref.location)
+    if problem:
+        scan.add(S.HIGH, "onnx-external-path", f"external data location {ref.location!r} of "
+                 f"{ref.where} is {problem}", subject=ref.location, offset=ref.offset,
+                 why=_ONNX_WHY)
+        return
+    parts = [p for p in re.split(r"[\\/]", ref.location) if p not in ("", ".")]
+    links = [os.path.join(folder, *parts[:i + 1]) for i in range(len(parts))]
+    target = os.path.join(folder, *parts)
+    if any(os.path.islink(p) for p in links):
+        scan.add(S.MEDIUM, "onnx-external-link", f"external data {ref.location!r} of "
+                 f"{ref.where} is a link", subject=ref.location, offset=ref.offset,
+                 why="a link in the model folder makes the loader read whatever it points at")
+    elif os.path.isfile(target) and os.stat(target).st_nlink > 1:
+        scan.add(S.LOW, "onnx-external-link", f"external data {ref.location!r} has "
+                 f"{os.stat(target).st_nlink} hard links", subject=ref.location,
+                 offset=ref.offset, why="the same bytes are reachable under another name")
