@@ -313,3 +313,50 @@ def test_tar_inside_a_compressed_stream(tmp_path: Path) -> None:
         path.write_bytes(pack(blob))
         assert scan_file(path).verdict == "unsafe"
     assert not os.path.exists(tmp_path / "C")
+
+
+# -- 7z ---------------------------------------------------------------------------------------
+
+
+def _7z(members: dict[str, bytes], path: Path) -> Path:
+    py7zr = pytest.importorskip("py7zr")
+    with py7zr.SevenZipFile(path, "w") as z:
+        z.set_encoded_header_mode(False)  # names in plain UTF-16 (the escape test edits them)
+        for name, data in members.items():
+            z.writestr(data, name)
+    return path
+
+
+def test_7z_members_are_scanned(tmp_path: Path) -> None:
+    canary = tmp_path / "CANARY"
+    path = _7z({"config.json": b"{}", "model/pytorch_model.bin": _payload(canary)},
+               tmp_path / "model.7z")
+    report = scan_file(path)
+    assert report.verdict == "unsafe" and report.format == "7z"
+    clean = _7z({"config.json": b"{}", "w.bin": bytes(4096),
+                 "state.pkl": pickle_of_plain_data()}, tmp_path / "clean.7z")
+    assert scan_file(clean).verdict == "clean"
+    assert not canary.exists()
+
+
+def test_7z_without_py7zr_is_never_clean(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    path = _7z({"config.json": b"{}"}, tmp_path / "model.7z")
+    monkeypatch.setitem(__import__("sys").modules, "py7zr", None)  # not installed
+    report = scan_file(path)
+    assert report.verdict == "error" and "7z archive: not scanned (install py7zr)" in report.reason
+
+
+def test_7z_member_climbing_out(tmp_path: Path) -> None:
+    """py7zr refuses to write '..' names; other writers do not: the name is edited in place
+    and the header CRCs recomputed (7zFormat.txt: start header, next header)."""
+    path = _7z({"XX/XX/evil.sh": b"echo hi"}, tmp_path / "escape.7z")
+    raw = bytearray(path.read_bytes())
+    at = raw.index("XX/XX/".encode("utf-16-le"))
+    raw[at:at + 12] = "../../".encode("utf-16-le")
+    offset, size = struct.unpack_from("<QQ", raw, 12)
+    header = bytes(raw[32 + offset:32 + offset + size])
+    struct.pack_into("<I", raw, 28, zlib.crc32(header))
+    struct.pack_into("<I", raw, 8, zlib.crc32(bytes(raw[12:32])))
+    path.write_bytes(bytes(raw))
+    report = scan_file(path)
+    assert report.verdict == "unsafe" and "7z-path" in _rules(report), report.to_json()

@@ -116,6 +116,16 @@ def _generic(scan: Scan, path: str, head: bytes, size: int) -> None:
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         scan_zip(scan, path, member=None)
         return
+    if head.startswith(SEVEN_Z):
+        rep.format = rep.format or "7z"
+        mm, data = _mapped(path)
+        try:
+            scan_7z(scan, data, member=None)
+        finally:
+            del data
+            if mm is not None:
+                _close(mm)
+        return
     kind = compress.kind_of(head)
     strength = pickle_strength(head)
     tar = tarfmt.is_tar(head)
@@ -301,7 +311,7 @@ def _member(scan: Scan, archive: ZipArchive, fd: int, buf: memoryview, m: ZipMem
         if not pickle_strength(head):
             return  # tensor bytes: only their first bytes are looked at
     elif not (loader or pickle_strength(head) or compress.kind_of(head) or
-              head.startswith((b"\x93NUMPY", b"PK\x03\x04")) or tarfmt.is_tar(head)):
+              head.startswith((b"\x93NUMPY", b"PK\x03\x04", SEVEN_Z)) or tarfmt.is_tar(head)):
         return
     if head.startswith(b"\x93NUMPY") and not _npy_has_object(head):
         scan.note_scanned(f"{name} (.npy header)")
@@ -554,6 +564,79 @@ class _ViewFile(io.RawIOBase):
         buf[:len(chunk)] = chunk
         self._pos += len(chunk)
         return len(chunk)
+
+
+SEVEN_Z = b"7z\xbc\xaf\x27\x1c"  # 7z signature header (7zFormat.txt)
+
+
+def scan_7z(scan: Scan, data: bytes | memoryview, *, member: str | None) -> None:
+    """A 7z archive: listed and every member scanned by content when py7zr is installed;
+    without it, an error (never clean). Extraction is bounded by Limits.scan_bytes in all."""
+    label = (member + " > ") if member else ""
+    try:
+        import py7zr  # type: ignore[import-untyped]
+        from py7zr.io import Py7zIO, WriterFactory  # type: ignore[import-untyped]
+    except ImportError:
+        scan.error(_where(f"{scan.path}: 7z archive: not scanned (install py7zr)", member))
+        return
+    budget = scan.limits.scan_bytes
+
+    class Sink(Py7zIO):  # type: ignore[misc]  # py7zr's writer interface, in memory, bounded
+        def __init__(self) -> None:
+            self.buf = bytearray()
+            self.over = False
+
+        def write(self, s: bytes | bytearray) -> int:
+            nonlocal budget
+            take = min(len(s), max(budget, 0))
+            self.buf += s[:take]
+            budget -= take
+            self.over = self.over or take < len(s)
+            return len(s)
+
+        def read(self, size: int | None = None) -> bytes:
+            return b""
+
+        def seek(self, offset: int, whence: int = 0) -> int:
+            return 0
+
+        def flush(self) -> None:
+            return None
+
+        def size(self) -> int:
+            return len(self.buf)
+
+    class Sinks(WriterFactory):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.products: dict[str, Sink] = {}
+
+        def create(self, filename: str) -> Sink:
+            self.products[filename] = Sink()
+            return self.products[filename]
+
+    sinks = Sinks()
+    try:
+        with py7zr.SevenZipFile(io.BufferedReader(_ViewFile(memoryview(data))), mode="r") as z:
+            infos = z.list()
+            for info in infos:
+                kind = "symlink" if getattr(info, "is_symlink", False) else \
+                    "dir" if info.is_directory else "file"
+                for rule, what, outside in tarfmt.hazards(info.filename, kind, ""):
+                    scan.add(S.MEDIUM if outside else S.LOW, rule.replace("tar-", "7z-"), what,
+                             member=label + info.filename,
+                             why="extracting it writes outside the extraction folder")
+            z.extract(factory=sinks)
+    except Exception as exc:  # noqa: BLE001 - py7zr raises many types on hostile archives
+        scan.error(_where(f"{scan.path}: 7z archive cannot be read: {type(exc).__name__}: {exc}",
+                          member))
+        return
+    scan.add(S.INFO, "7z-archive", f"a 7z archive of {len(infos)} member(s), scanned inside",
+             member=member, why="its members are what a loader extracts and reads")
+    for name, sink in sinks.products.items():
+        if sink.over:
+            _limit(scan, LimitExceeded(f"7z members exceed {scan.limits.scan_bytes} bytes"),
+                   label + name)
+        scan.bytes(bytes(sink.buf), member=label + name)
 
 
 def _tar_pid(pid: Any, offset: int) -> Any:

@@ -118,6 +118,8 @@ class Scan:
                     archives.scan_zip(self, tmp.name, member=member)
             elif head.startswith(b"\x93NUMPY"):
                 archives.scan_npy(self, data, member=member, base=base)
+            elif head.startswith(archives.SEVEN_Z):
+                archives.scan_7z(self, data, member=member)
             elif kind in compress.MAGIC_KINDS:
                 archives.scan_compressed(self, data, kind, member=member, base=base)
             else:
