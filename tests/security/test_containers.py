@@ -360,3 +360,15 @@ def test_7z_member_climbing_out(tmp_path: Path) -> None:
     path.write_bytes(bytes(raw))
     report = scan_file(path)
     assert report.verdict == "unsafe" and "7z-path" in _rules(report), report.to_json()
+
+
+def test_a_payload_decompressed_by_the_pickle_itself_is_read_whole(tmp_path: Path) -> None:
+    """gzip.decompress (called by a pickle on its own bytes) reads every member."""
+    first, second = _split(_payload(tmp_path / "CANARY"))
+    blob = gzip.compress(first) + gzip.compress(second)
+    outer = P.pickle(P.glob("pickle", "loads"), P.MARK, P.glob("gzip", "decompress"), P.MARK,
+                     P.b(blob), P.TUPLE, P.REDUCE, P.TUPLE, P.REDUCE, proto=2)
+    path = tmp_path / "nested.pkl"
+    path.write_bytes(outer)
+    report = scan_file(path)
+    assert any(f.rule == "gadget-import" and f.subject == "os.system" for f in report.findings)

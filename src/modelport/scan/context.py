@@ -47,9 +47,25 @@ def looks_like_pickle(head: bytes | memoryview) -> bool:
     return pickle_strength(head) > 0
 
 
+class _EveryStream:
+    """``decompress(data, max_length)`` over every stream of ``data``, as bz2.decompress,
+    lzma.decompress and gzip.decompress read them (and joblib's zlib reader): a payload split
+    over two streams is judged whole. Raises what a decompressor raises if nothing decodes."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        out = compress.decompress(data, self.kind, max_length)
+        if out.error and not out.data:
+            raise ValueError(out.error)
+        return out.data
+
+
 def decompressor(kind: str) -> Any:
-    """containers.compress.decompressor (kept here for the pickle payload decoders)."""
-    return compress.decompressor(kind)
+    """For the pickle payload decoders (zlib.decompress, gzip.decompress ... called by a
+    pickle): every stream of the payload, through containers.compress."""
+    return _EveryStream(kind)
 
 
 def decompress_errors() -> tuple[type[Exception], ...]:
