@@ -258,6 +258,46 @@ JOBS = {
 }
 
 
+def peer_corpus() -> list[str]:
+    """The peers' own test samples (tests/security/peers/, classified in
+    test_containers_peers.py): malicious ones a loader acts on, benign ones, each tool."""
+    peers = ROOT / "tests" / "security" / "peers"
+    text = (ROOT / "tests" / "security" / "test_containers_peers.py").read_text()
+    import ast
+
+    tree = ast.parse(text)
+    sets: dict[str, set[str]] = {}
+    for node in tree.body:  # the tables are literals: read them without importing the tests
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and \
+                node.targets[0].id in ("CLEAN", "NOT_CLEAN"):
+            sets[node.targets[0].id] = {c.value for c in ast.walk(node.value)
+                                        if isinstance(c, ast.Constant) and
+                                        isinstance(c.value, str) and "/" in c.value}
+    files = sorted(p for p in peers.rglob("*") if p.is_file() and p.name != "NOTICE.md")
+    benign = [p for p in files if str(p.relative_to(peers)) in sets["CLEAN"]]
+    unreadable = [p for p in files if str(p.relative_to(peers)) in sets["NOT_CLEAN"]]
+    malicious = [p for p in files if p not in benign and p not in unreadable]
+    lines = ["### The peers' own test samples", "",
+             f"tests/security/peers/: the files picklescan, modelscan and modelaudit ship with "
+             f"their tests ({len(malicious)} malicious that a loader acts on, {len(benign)} "
+             f"benign, {len(unreadable)} benign but encrypted; the classification is "
+             "test_containers_peers.py's, licences in peers/NOTICE.md).", "",
+             "| tool | malicious caught | missed | error | skipped | benign false alarms |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    missed: dict[str, list[str]] = {}
+    for tool in TOOLS:
+        res = run_tool(tool, malicious + benign)
+        mal = [res[str(p)][0] for p in malicious]
+        ben = [res[str(p)][0] for p in benign]
+        missed[tool] = [p.name for p in malicious if res[str(p)][0] == "clean"]
+        lines.append(f"| {tool} | {mal.count('flagged')}/{len(mal)} | {mal.count('clean')} | "
+                     f"{mal.count('error') + mal.count('unparsed')} | {mal.count('skipped')} | "
+                     f"{ben.count('flagged')}/{len(ben)} |")
+    lines += ["", "modelport misses: " + (", ".join(f"`{m}`" for m in missed["modelport"])
+                                          or "none"), ""]
+    return lines
+
+
 def build_folder(folder: Path) -> None:
     """100 files of the kinds a model folder holds: torch zips (state dicts, training
     checkpoints), legacy torch files, safetensors, npz."""
@@ -339,6 +379,7 @@ def main() -> None:
                  + ", ".join(f"{k} {v}" for k, v in versions.items()) + ". Every payload "
                  "targets a canary file; it never appeared.", ""]
         lines += detection(malicious, benign, samples, canary)
+        lines += ["", *peer_corpus()]
         if not args.no_timing:
             from reference import ensure
 
