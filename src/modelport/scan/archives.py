@@ -711,7 +711,12 @@ def _onnx_location(scan: Scan, folder: str, ref: Any) -> None:
     parts = [p for p in re.split(r"[\\/]", ref.location) if p not in ("", ".")]
     links = [os.path.join(folder, *parts[:i + 1]) for i in range(len(parts))]
     target = os.path.join(folder, *parts)
-    if any(os.path.islink(p) for p in links):
+    real, root = os.path.realpath(target), os.path.realpath(folder)
+    if os.path.commonpath([real, root]) != root:
+        scan.add(S.HIGH, "onnx-external-path", f"external data {ref.location!r} of {ref.where} "
+                 f"resolves outside the model's folder (to {real})", subject=ref.location,
+                 offset=ref.offset, why=_ONNX_WHY)
+    elif any(os.path.islink(p) for p in links):
         scan.add(S.MEDIUM, "onnx-external-link", f"external data {ref.location!r} of "
                  f"{ref.where} is a link", subject=ref.location, offset=ref.offset,
                  why="a link in the model folder makes the loader read whatever it points at")
