@@ -312,7 +312,9 @@ def classify(
             )
         elif other or (isinstance(tree, dict) and set(map(_key, tree)) & _TRAINING_KEYS):
             kind = "training-checkpoint"
+            lightning = _lightning_note(tree, weights, wpath)
             needs.append(
+                lightning if lightning else
                 f"a training checkpoint: the weights are under {wpath!r}; "
                 f"model.load_state_dict(checkpoint[{wpath!r}]) loads them"
                 if wpath else "a training checkpoint: weights together with training state"
@@ -333,6 +335,24 @@ def classify(
         needs=needs,
         file_size=file_size,
     )
+
+
+def _lightning_note(tree: Any, weights: dict[str, TensorEntry], wpath: str | None) -> str | None:
+    """How people load a Lightning checkpoint: the module class, or the bare network with the
+    attribute prefix the LightningModule gave it stripped (Lightning saves self.model.x as
+    'model.x')."""
+    if not isinstance(tree, dict) or "pytorch-lightning_version" not in tree:
+        return None
+    version = tree.get("pytorch-lightning_version")
+    firsts = {n.split(".", 1)[0] for n in weights}
+    prefix = next(iter(firsts)) + "." if len(firsts) == 1 and all("." in n for n in weights) \
+        else None
+    bare = (f"for the bare network, strip the prefix {prefix!r}: net.load_state_dict("
+            f"{{k.removeprefix({prefix!r}): v for k, v in checkpoint[{wpath!r}].items()}})"
+            if prefix else
+            f"its {wpath!r} keys are the LightningModule's own (no common prefix to strip)")
+    return (f"a Lightning {version} checkpoint: YourLightningModule.load_from_checkpoint(path) "
+            f"rebuilds it with its hyper_parameters; {bare}")
 
 
 def _raw_tensors(obj: Any) -> Iterator[TensorEntry]:

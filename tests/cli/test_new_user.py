@@ -126,3 +126,45 @@ def test_convert_many_files_with_jobs_in_input_order(tmp_path: Path,
     for i in range(4):
         assert np.load(out / f"m{i}.npz")["w"][0, 0] == i
     assert not (out / "bad.npz").exists()
+
+
+def test_namespace_args_shown_once_as_attributes(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    torch = pytest.importorskip("torch")
+    import argparse
+
+    path = tmp_path / "run.pt"
+    torch.save({"model": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=0.1, arch="r50"),
+                "step": 100}, path)
+    assert main(["inspect", str(path), "--no-verify"]) == 0
+    out = capsys.readouterr().out
+    assert "kind        training-checkpoint" in out
+    assert out.count("args.lr = 0.1") == 1 and "__class__" not in out
+
+
+def test_lightning_note_names_the_prefix(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "last.ckpt"
+    torch.save({"pytorch-lightning_version": "2.4.0", "epoch": 3, "global_step": 10,
+                "state_dict": {"model.enc.weight": torch.ones(2, 2)},
+                "optimizer_states": [], "hyper_parameters": {"lr": 0.1}}, path)
+    assert main(["inspect", str(path), "--no-verify"]) == 0
+    out = capsys.readouterr().out
+    assert "load_from_checkpoint" in out and "strip the prefix 'model.'" in out
+    assert out.count("hyper_parameters.lr = 0.1") == 1
+
+
+def test_onnx_external_data_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((64, 64), np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 64])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 64])],
+                          initializer=[w])
+    onnx.save(helper.make_model(g), str(tmp_path / "m.onnx"), save_as_external_data=True,
+              location="weights.bin", size_threshold=0)
+    assert main(["inspect", str(tmp_path / "m.onnx"), "--no-verify"]) == 0
+    assert "data        weights.bin (external data" in capsys.readouterr().out

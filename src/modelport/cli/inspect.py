@@ -244,15 +244,30 @@ def _line(key: str, value: Any) -> str:
     return f"  {key} = {text[:100] + ('...' if len(text) > 100 else '')}"
 
 
+# Classes that are only a bag of attributes: shown as their attributes (args.lr = 0.1).
+_BAGS = frozenset({"argparse.Namespace", "types.SimpleNamespace", "easydict.EasyDict",
+                   "attrdict.AttrDict", "addict.addict.Dict", "ml_collections.ConfigDict"})
+
+
+def _unwrap(v: Any) -> Any:
+    if isinstance(v, dict) and v.get("__class__") in _BAGS and isinstance(v.get("state"), dict):
+        return v["state"]
+    return v
+
+
 def _values(meta: Any, limit: int = 40) -> list[str]:
     """Plain values, most useful first: top-level scalars, then hyper-parameters and config,
     then the rest; a large subtree of bookkeeping (Lightning's loops) becomes one line."""
     if not isinstance(meta, dict):
         return [_line("value", meta)]
-    flat = [(k, v) for k, v in meta.items() if not isinstance(v, dict) or "__class__" in v]
-    first = [(k, meta[k]) for k in _FIRST if isinstance(meta.get(k), dict)]
+    meta = {k: _unwrap(v) for k, v in meta.items()}
+    first = [(k, meta[k]) for k in _FIRST if isinstance(meta.get(k), dict)
+             and "__class__" not in meta[k]]
+    shown = {k for k, _ in first}
+    flat = [(k, v) for k, v in meta.items()
+            if k not in shown and (not isinstance(v, dict) or "__class__" in v)]
     rest = [(k, v) for k, v in meta.items()
-            if isinstance(v, dict) and "__class__" not in v and k not in _FIRST]
+            if isinstance(v, dict) and "__class__" not in v and k not in shown]
     out = [_line(str(k), v) for k, v in flat]
 
     def walk(prefix: str, tree: Any) -> None:
@@ -315,6 +330,11 @@ def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False,
                 f"[{', '.join('?' if d is None else str(d) for d in t.get('shape') or [])}]"
                 for t in g.get(io, [])[:6])
             lines.append(f"  {io:<11} {specs or '(none)'}")
+        data = list(g.get("external_data") or [])
+        if data:  # the files that must travel with the .onnx
+            lines.append(f"  data        {', '.join(data[:4])}"
+                         + (f" and {len(data) - 4} more" if len(data) > 4 else "")
+                         + " (external data: keep next to the .onnx)")
     where = f" (under {ck.weights_path!r})" if ck.weights_path else ""
     lines.append(f"\nweights{where}:")
     names = list(ck.weights.items())
