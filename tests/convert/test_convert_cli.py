@@ -57,6 +57,8 @@ def test_progress_line() -> None:
     p.finish()
     text = out.getvalue()
     assert "500.00 MB / 2.00 GB   25.0%" in text and "100.0%" in text and text.endswith("\r\033[K")
+    # every redraw clears the rest of the line: a shorter line leaves nothing of a longer one
+    assert all(part.endswith("\033[K") for part in text.split("\r")[1:])
 
 
 def test_parallel_shards_write_the_same_files(corpus: dict[str, Path], tmp_path: Path) -> None:

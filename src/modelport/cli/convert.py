@@ -96,7 +96,8 @@ class Progress:
             eta = (total - done) / rate if rate > 0 and total > done else 0.0
             pct = 100.0 * done / total if total else 100.0
             self.stream.write(f"\r  {human_bytes(done)} / {human_bytes(total)}  {pct:5.1f}%  "
-                              f"{human_bytes(rate)}/s  ETA {int(eta) // 60}:{int(eta) % 60:02d} ")
+                              f"{human_bytes(rate)}/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+                              "\033[K")  # clear what a longer previous line left behind
             self.stream.flush()
             self.drawn = True
 
