@@ -78,7 +78,11 @@ def test_keras3_files(name: str) -> None:
     ck = modelport.open(HERE / name)
     ref = REF[name]
     assert ck.format == ("keras" if name.endswith(".keras") else "keras-h5")
-    assert list(ck.weights) == [k for k in ref["datasets"] if k.startswith("layers/")]
+    stored = [k for k in ref["datasets"] if k.startswith("layers/")]
+    if name == "model.keras":  # listed in the config's layer order, not HDF5's name order
+        folders = ["layers/dense", "layers/batch_normalization", "layers/dense_1"]
+        stored.sort(key=lambda k: folders.index(k.rsplit("/", 2)[0]))
+    assert list(ck.weights) == stored
     for wname, want in ref["weights"].items():  # as Keras's layers read them back
         _check(ck.weights[wname], want)
     opt = {k: v for k, v in ref["datasets"].items() if k.startswith("optimizer/")}
@@ -392,3 +396,29 @@ def test_groups_linked_twice_are_read_once(tmp_path: Path) -> None:
         ck = modelport.open(path)
     assert len(ck.weights) == 1 and modelport.to_numpy(next(iter(ck.weights.values()))).tolist() \
         == [0, 1, 2]
+
+
+def test_tf_keras_names_and_split_attributes(tmp_path: Path) -> None:
+    """tf.keras 2 names variables by op output (``dense/kernel:0``) and splits attributes over
+    64 KB into ``layer_names0``, ``layer_names1`` ... (legacy_h5_format); both are read as Keras
+    reads them: layer order from the joined list, names without the ``:0``."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "w.h5"
+    rng = np.random.default_rng(1)
+    values = {}
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names0"] = np.array([b"zeta"])
+        f.attrs["layer_names1"] = np.array([b"alpha"])
+        f.attrs["keras_version"] = b"2.15.0"
+        for layer in ("alpha", "zeta"):
+            g = f.create_group(layer)
+            names = [f"{layer}/kernel:0".encode(), f"{layer}/bias:0".encode()]
+            g.attrs["weight_names"] = np.array(names)
+            for n in names:
+                values[n.decode()[:-2]] = rng.standard_normal(3).astype(">f4")
+                g.create_dataset(n.decode(), data=values[n.decode()[:-2]])
+    ck = modelport.open(path)
+    assert list(ck.weights) == ["zeta/kernel", "zeta/bias", "alpha/kernel", "alpha/bias"]
+    for name, t in ck.weights.items():  # big-endian on disk: decoded, values kept
+        assert modelport.to_numpy(t).tolist() == values[name].tolist()
+    assert ck.kind == "weights" and ck.metadata["keras_version"] == "2.15.0"

@@ -220,12 +220,20 @@ def _checkpoint(path: str, fmt: str, got: dict[str, Any], options: Options,
         kind = "training-checkpoint"
     else:
         kind = "weights"
+    model = summarize_config(config) if config is not None else {}
+    if got["layout"] == "keras3" and model.get("layers"):
+        # HDF5 lists a group's members by name; Keras users read a model in layer order.
+        rank = {la["folder"]: i for i, la in enumerate(model["layers"])}
+        names = list(got["weights"])
+        order = sorted(range(len(names)), key=lambda i: (
+            rank.get("/".join(names[i].split("/")[:2]), len(rank)), i))
+        tree["weights"] = {names[i]: got["weights"][names[i]] for i in order}
     ck = classify(path, fmt, tree, kind=kind, select_path=select, file_size=size)
     ck.metadata = dict(got["metadata"])
     info: dict[str, Any] = {"layout": got["layout"], "skipped_tensors": got["skipped"]}
     if config is not None:
         info["config"] = config
-        info["model"] = summarize_config(config)
+        info["model"] = model
     ck.info["keras"] = info
     ck.info["summary"] = _summary(ck, got)
     ck.needs.append(_needs(ck, got))
