@@ -16,6 +16,10 @@ examples:
   modelport convert *.pth out/ --jobs 2                      many files, 2 processes, in order
   modelport convert model.pth weights.bin --to raw             flat buffer + weights.bin.layout.json
   modelport convert weights.bin model.safetensors --layout model.pth   a raw buffer back
+  modelport convert ./llama-hf model.gguf --dtype Q8_0          llama.cpp names, tokenizer, Q8_0
+  modelport convert model.gguf model.safetensors                GGUF blocks dequantized to F32
+  modelport convert model.gguf ./hf-folder                      Hugging Face names, q/k unpermuted
+  modelport convert model.gguf blocks.safetensors --keep-quantized   raw blocks, restorable
 """
 
 from __future__ import annotations
@@ -51,10 +55,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "[{name, dtype, shape}]")
     p.add_argument("--max-shard-size", metavar="SIZE",
                    help="largest shard of a folder DST, e.g. 5GB (the default), 500MB, 2GiB")
+    p.add_argument("--keep-quantized", action="store_true",
+                   help="GGUF SRC: keep ggml blocks (Q4_K ...) as raw U8 rows in safetensors, "
+                   "with the metadata that restores them (converting back gives the same GGUF)")
     p.add_argument("--dtype", type=dtype_code, metavar="DTYPE",
                    help=f"cast F64/F32/F16/BF16 tensors to this type ({', '.join(TARGETS)}; "
                    "fp16, half, bf16, float32, fp8 ... also work), rounding as torch's .to does; "
-                   "integer and bool tensors are left as they are")
+                   "integer and bool tensors are left as they are; ggml blocks of a GGUF SRC "
+                   "are dequantized to it; Q8_0 (a .gguf DST only) quantizes 2-D weights as "
+                   "llama.cpp does")
     p.add_argument("--full", action="store_true",
                    help="keep every tensor and plain value of the checkpoint, not only weights")
     p.add_argument("--verify", action="store_true",
@@ -180,7 +189,8 @@ def _many(args: argparse.Namespace) -> int:
     os.makedirs(args.dst, exist_ok=True)
     opts = dict(to=args.to, max_shard_size=args.max_shard_size, dtype=args.dtype,
                 full=args.full, verify=args.verify, select=args.select, dedupe=args.dedupe,
-                force=args.force, jobs=1, allow_unsafe=args.allow_unsafe, layout=args.layout)
+                force=args.force, jobs=1, allow_unsafe=args.allow_unsafe, layout=args.layout,
+                keep_quantized=args.keep_quantized)
     jobs = [(opts, src, dst) for src, dst in zip(args.src, outs)]
     workers = max(1, min(args.jobs, len(jobs)))
     if workers == 1:
@@ -212,6 +222,7 @@ def _one(args: argparse.Namespace) -> int:
                              dtype=args.dtype, full=args.full, verify=args.verify,
                              select=args.select, dedupe=args.dedupe, force=args.force,
                              jobs=args.jobs, allow_unsafe=args.allow_unsafe, layout=args.layout,
+                             keep_quantized=args.keep_quantized,
                              progress=progress)
     finally:
         if progress is not None:

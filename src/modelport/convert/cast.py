@@ -50,6 +50,7 @@ _SPELLINGS = {
     "F8_E4M3": ("fp8", "f8", "float8", "e4m3", "fp8_e4m3", "f8_e4m3", "float8_e4m3fn",
                 "f8_e4m3fn", "torch.float8_e4m3fn"),
     "F8_E5M2": ("e5m2", "fp8_e5m2", "f8_e5m2", "float8_e5m2", "torch.float8_e5m2"),
+    "Q8_0": ("q8", "q8_0"),  # ggml blocks: a gguf DST only (the planner asks the writer)
 }
 _BY_SPELLING = {s: code for code, names in _SPELLINGS.items() for s in (code.lower(), *names)}
 

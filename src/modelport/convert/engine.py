@@ -354,6 +354,7 @@ def convert(
     jobs: int = 1,
     allow_unsafe: bool = False,
     layout: str | None = None,
+    keep_quantized: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ConvertResult:
     """Convert SRC (any file or folder modelport reads) into DST; see ``modelport convert -h``.
@@ -396,6 +397,7 @@ def convert(
     _scan(files, allow_unsafe)
     try:
         plan = make_plan(ck, target, dtype=dtype, full=full, select=select, dedupe=dedupe,
+                         keep_quantized=keep_quantized,
                          max_shard_size=max_shard_size)
     except InputError as exc:
         raise exc.located(path=src) from exc.__cause__

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..classify import select as select_subtree
 from ..dtypes import DType, by_name
-from ..errors import UsageError
+from ..errors import UnknownFormat, UsageError
 from ..model import Checkpoint, Storage, TensorEntry
 from . import tree as treemod
 from .cast import TARGETS, out_dtype
@@ -135,14 +135,17 @@ class Item:
     name: str
     entry: TensorEntry
     dtype: DType
+    # The shape written, when it is not the entry's: a view that reorders rows (llama.cpp's q/k
+    # permutation) is read in C order as (n_head, 2, d, cols) and written as (rows, cols).
+    out_shape: tuple[int, ...] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.entry.shape
+        return self.out_shape if self.out_shape is not None else self.entry.shape
 
     @property
     def nbytes(self) -> int:
-        return self.entry.numel * self.dtype.bits // 8
+        return self.dtype.size(self.entry.numel)  # ggml block types: whole blocks
 
 
 @dataclass
@@ -152,6 +155,7 @@ class Shard:
     nbytes: int = 0  # tensor bytes written (torch: storage bytes)
     tree: Any = None  # torch: the object pickled (an OrderedDict of the items, or the full tree)
     metadata: dict[str, str] = field(default_factory=dict)  # safetensors __metadata__
+    extra: dict[str, Any] = field(default_factory=dict)  # what a format's prepare hook adds
 
 
 @dataclass
@@ -324,13 +328,57 @@ def shard_bytes(items: list[Item], fmt: str) -> int:
 # -- the plan ------------------------------------------------------------------------------------
 
 
+def _adapt(ck: Checkpoint, target: Target, items: list[Item], cast: DType | None,
+           keep_quantized: bool, notes: list[str]) -> tuple[list[Item], dict[str, str],
+                                                            dict[str, Any]]:
+    """The format hooks: the source format's ``extras["plan_from"]`` (what its tensors become
+    in another format) and the target writer's ``prepare`` (names, metadata, layouts it
+    needs). Each is ``(ck, target, items, cast=, keep_quantized=, notes=)`` -> (items,
+    safetensors metadata to add, what the writer reads from ``Shard.extra``)."""
+    from ..formats import get, writer_for
+    from ..formats.base import resolve
+
+    writer = writer_for(target.format)
+    f32 = by_name("F32")
+    assert f32 is not None
+    # A ggml block type (Q4_K ...) is dequantized unless the target writes blocks as they are.
+    if not writer.blocks:
+        items = [Item(it.name, it.entry, cast or f32, it.out_shape)
+                 if it.dtype.is_block and not keep_quantized else it for it in items]
+    elif cast is not None and not cast.is_block:
+        items = [Item(it.name, it.entry, cast, it.out_shape) if it.dtype.is_block else it
+                 for it in items]
+    meta: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    hooks = []
+    try:
+        hooks.append(get(ck.format).extras.get("plan_from"))
+    except UnknownFormat:
+        pass
+    hooks.append(writer.prepare)
+    for hook in hooks:
+        if hook:
+            items, more_meta, more_extra = resolve(hook)(
+                ck, target, items, cast=cast, keep_quantized=keep_quantized, notes=notes)
+            meta.update(more_meta)
+            extra.update(more_extra)
+    if keep_quantized and any(it.dtype.is_block for it in items) and not writer.blocks:
+        raise UsageError(f"--keep-quantized: {target.format} cannot hold ggml blocks",
+                         hint="write safetensors (raw U8 blocks) or gguf")
+    return items, meta, extra
+
+
 def make_plan(ck: Checkpoint, target: Target, *, dtype: str | DType | None = None,
               full: bool = False, select: str | None = None, dedupe: bool = False,
-              max_shard_size: int | str | None = None) -> Plan:
+              max_shard_size: int | str | None = None, keep_quantized: bool = False) -> Plan:
+    from ..formats import writer_for
+
     fmt = target.format
     cast = by_name(dtype.upper()) if isinstance(dtype, str) else dtype
-    if dtype is not None and (cast is None or cast.name not in TARGETS):
-        raise UsageError(f"--dtype {dtype}: cast to one of {', '.join(TARGETS)}")
+    casts = (*TARGETS, *writer_for(fmt).casts)
+    if dtype is not None and (cast is None or cast.name not in casts):
+        raise UsageError(f"--dtype {dtype}: cast to one of {', '.join(casts)}",
+                         hint="ggml block types (Q8_0) are written to gguf only")
     if max_shard_size is not None and not target.folder:
         raise UsageError("--max-shard-size needs a folder DST (the sharded Hugging Face layout)",
                          hint="name a folder, e.g. ./out")
@@ -355,6 +403,7 @@ def make_plan(ck: Checkpoint, target: Target, *, dtype: str | DType | None = Non
         if note:
             notes.append(note)
     items = [Item(n, e, out_dtype(e.dtype, cast)) for n, e in named]
+    items, carried, extra = _adapt(ck, target, items, cast, keep_quantized, notes)
     _check(items, fmt, ck.path)
     if cast is not None:
         kept = [it for it in items if it.dtype.name == it.entry.dtype.name != cast.name]
@@ -401,6 +450,9 @@ def make_plan(ck: Checkpoint, target: Target, *, dtype: str | DType | None = Non
             s.metadata = {"format": "pt"}
             names = {it.name for it in s.items}
             s.metadata.update({a: k for a, k in aliases.items() if k in names})
+        s.extra = extra
+    if fmt == "safetensors" and carried:
+        shards[0].metadata.update(carried)
     if fmt == "safetensors" and full:
         # Each position names its own tensor, or the copy --dedupe kept of it.
         data = treemod.encode(tree, lambda path, e: aliases.get(at[path], at[path]))

@@ -18,6 +18,7 @@ from ..classify import classify, flatten_tensors
 from ..errors import MalformedHeader, ModelportError, UsageError
 from ..model import Checkpoint, TensorEntry
 from . import tree as treemod
+from .gguf import GGML_KEY, restore_blocks
 
 __all__ = ["load", "source_files", "safetensors_metadata"]
 
@@ -46,6 +47,8 @@ def load(path: str, select: str | None = None, *, layout: str | None = None) -> 
         return open_checkpoint(path, select=select, layout=layout)
     ck = open_checkpoint(path)
     metas = safetensors_metadata(ck)
+    if any(GGML_KEY in m for m in metas):  # --keep-quantized: U8 rows back to ggml blocks
+        ck = restore_blocks(ck, metas)
     if not metas:
         return ck if select is None else open_checkpoint(path, select=select)
     tensors: dict[str, TensorEntry] = {}

@@ -31,10 +31,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from .. import tensors
-from ..dtypes import DType
+from ..dtypes import DType, by_name
 from ..errors import InputError, MalformedHeader, OutputError, Truncated
 from ..model import TensorEntry
 from .cast import cast_array
+
+_F32: DType = by_name("F32")  # type: ignore[assignment]  # a row of the table
 
 if TYPE_CHECKING:  # numpy loads only where arrays are made
     import numpy as np
@@ -225,6 +227,11 @@ def blocks(entry: TensorEntry, sources: Sources,
     import numpy as np
 
     check_bounds(entry)
+    if entry.dtype.is_block:  # ggml blocks (Q4_K ...): dequantized to float32, whole blocks
+        from ..ggml import dequantized_blocks
+
+        yield from dequantized_blocks(entry, sources, budget_bytes)
+        return
     tensors.check_layout(entry)
     if entry.numel == 0:
         return
@@ -283,9 +290,16 @@ def pieces(entry: TensorEntry, sources: Sources, dtype: DType | None = None,
             return
     import numpy as np  # only here: a plain copy never needs it
 
+    # blocks() gives ggml block types as float32 (dequantized)
+    have = _F32 if entry.dtype.is_block else entry.dtype
+    if out.is_block:  # quantized as the data arrives, whole blocks at a time (Q8_0)
+        from ..ggml import quantized_pieces
+
+        yield from quantized_pieces(blocks(entry, sources, budget_bytes), have, out)
+        return
     for block in blocks(entry, sources, budget_bytes):
-        if out.name != entry.dtype.name:
-            block = cast_array(block, entry.dtype, out)
+        if out.name != have.name:
+            block = cast_array(block, have, out)
         # Bytes, not the typed buffer: memoryview has no format code for bf16 or fp8.
         yield np.ascontiguousarray(block).reshape(-1).view(np.uint8).data
 

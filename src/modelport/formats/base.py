@@ -135,6 +135,14 @@ class Writer:
     # "module:function" (plan) -> (suffix, bytes): a file written beside a single-file output,
     # atomically with it (a raw buffer's layout.json)
     sidecar: str | None = None
+    # ggml block types (Q4_K ...) written as they are; every other writer gets them
+    # dequantized (gguf)
+    blocks: bool = False
+    # --dtype values this writer takes beyond F32/F16/BF16 (gguf: Q8_0)
+    casts: tuple[str, ...] = ()
+    # "module:function" (ck, target, items, cast=, keep_quantized=, notes=) -> (items,
+    # safetensors metadata, Shard.extra): names, metadata and layouts the format needs
+    prepare: str | None = None
 
 
 @dataclass(frozen=True)

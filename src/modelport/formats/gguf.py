@@ -43,7 +43,7 @@ from ..dtypes import GGML_REMOVED, DType, by_ggml
 from ..errors import InputError, LimitExceeded, MalformedHeader, Truncated, UnsupportedFormat
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Storage, TensorEntry
-from .base import Format, Options, Probe
+from .base import Format, Options, Probe, Writer
 
 __all__ = ["FORMAT_ID", "MAGIC", "KV", "TensorInfo", "Header", "parse", "open", "read",
            "VALUE_TYPES", "FILE_TYPES", "summary", "metadata_dict"]
@@ -523,7 +523,8 @@ def open(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Check
                                 hint="convert it on the machine it was made for")
     tree = {t.name: entry(t, path) for t in header.tensors}
     g = summary(header)
-    info = {"gguf": g, "gguf_notes": [n[1] for n in header.notes], "summary": summary_lines(g)}
+    info = {"gguf": g, "gguf_notes": [n[1] for n in header.notes], "summary": summary_lines(g),
+            "gguf_types": {kv.key: kv.type for kv in header.kv}}
     ck = classify(path, FORMAT_ID, tree, info=info, file_size=header.size)
     ck.metadata = metadata_dict(header)
     return ck
@@ -562,4 +563,9 @@ def _sniff(probe: Probe) -> bool:
 
 FORMAT = Format(
     FORMAT_ID, "llama.cpp", _sniff, order=25, title="GGUF (llama.cpp)",
-    open=f"{__name__}:read", scan="modelport.scan.templates:scan_gguf")
+    open=f"{__name__}:read", scan="modelport.scan.templates:scan_gguf",
+    writer=Writer("gguf", "modelport.convert.gguf:write_gguf", suffixes=(".gguf",),
+                  holds=lambda d: d.ggml is not None, blocks=True, casts=("Q8_0",),
+                  refuse_hint="GGUF holds ggml types only (F32 F16 BF16 F64 I8-I64 and blocks); "
+                  "use --dtype F32", prepare="modelport.convert.gguf:prepare"),
+    extras={"plan_from": "modelport.convert.gguf:plan_from"})

@@ -1,0 +1,242 @@
+"""Hugging Face LLaMA-family folders <-> GGUF as llama.cpp writes and transformers reads them.
+
+HF -> GGUF (llama.cpp ``convert_hf_to_gguf.py``, ``LlamaModel`` and ``Qwen2Model``):
+
+* architecture keys from config.json: ``{arch}.context_length`` (max_position_embeddings),
+  ``embedding_length``, ``block_count``, ``feed_forward_length``, ``attention.head_count``,
+  ``attention.head_count_kv``, ``attention.layer_norm_rms_epsilon``, ``rope.freq_base``,
+  ``rope.dimension_count`` and ``vocab_size`` (llama), ``general.file_type``,
+  ``general.quantization_version``; set through the gguf package's ``GGUFWriter`` (used here to
+  collect the pairs with llama.cpp's key names and types; modelport streams the file itself);
+* tensor names from the gguf package's ``get_tensor_name_map`` (``model.layers.0.self_attn.
+  q_proj.weight`` -> ``blk.0.attn_q.weight``);
+* for llama and mistral (llama.cpp's ``undo_permute``), the rows of q_proj and k_proj (weights
+  and biases) permuted as ``LlamaModel.permute`` does: ``w.reshape(n_head, 2, d/2, ...)
+  .swapaxes(1, 2)``, n_head being the kv head count for k; here a strided view, streamed;
+* the tokenizer from tokenizer.json (a BPE model: ``tokenizer.ggml.model`` ``gpt2``, tokens in
+  id order, token types NORMAL / CONTROL for special added tokens / USER_DEFINED / UNUSED for
+  ids with no token, written ``[PAD{id}]``, merges), the pre-tokenizer named by its split regex,
+  special token ids, add_bos/add_eos and the chat template through the gguf package's
+  ``SpecialVocab`` (it reads tokenizer_config.json, chat_template.jinja; nothing is run).
+
+GGUF -> HF (transformers ``modeling_gguf_pytorch_utils``): each GGUF name gets the first
+Hugging Face-style name (``model.*``, ``lm_head``) that the gguf package's table maps to it,
+and for the llama architecture the q/k permutation is undone as ``LlamaTensorProcessor.
+_reverse_permute_weights`` does (``w.reshape(n_head, d/2, 2, ...).swapaxes(2, 1)``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from .errors import MissingExtra, UsageError
+from .model import TensorEntry
+
+if TYPE_CHECKING:
+    from .convert.plan import Item
+    from .model import Checkpoint
+
+__all__ = ["ARCHS", "from_hf", "to_hf", "permuted"]
+
+# config.json model_type -> (gguf architecture, q/k rows permuted as llama.cpp does)
+ARCHS = {"llama": ("llama", True), "mistral": ("llama", True), "qwen2": ("qwen2", False)}
+
+# tokenizer.json Split regexes -> tokenizer.ggml.pre (llama.cpp names these pre-tokenizers by a
+# hash of their output; the regex is what makes that output).
+_PRE = {
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+": "llama-bpe",
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
+}
+_NORMAL, _CONTROL, _USER_DEFINED, _UNUSED = 1, 3, 4, 5
+
+
+def _gguf() -> Any:
+    try:
+        import gguf
+    except ImportError:
+        raise MissingExtra("gguf", "gguf", "llama.cpp names and metadata") from None
+    return gguf
+
+
+def permuted(entry: TensorEntry, n_head: int, forward: bool) -> tuple[TensorEntry, tuple]:
+    """A strided view whose C-order reading is llama.cpp's q/k row permutation (``forward``)
+    or its inverse, and the shape it is written as."""
+    rows = entry.shape[0]
+    rest = entry.shape[1:]
+    if rows % (2 * n_head) or not entry.is_contiguous:
+        raise UsageError(f"cannot permute {rows} rows for {n_head} heads", tensor=entry.name)
+    d = rows // n_head // 2
+    inner = 1
+    for x in rest:
+        inner *= x
+    tail = [1] * len(rest)
+    for i in range(len(rest) - 2, -1, -1):
+        tail[i] = tail[i + 1] * rest[i + 1]
+    if forward:  # reshape(n_head, 2, d, *rest).swapaxes(1, 2)
+        shape = (n_head, d, 2, *rest)
+        strides = (2 * d * inner, inner, d * inner, *tail)
+    else:  # reshape(n_head, d, 2, *rest).swapaxes(2, 1)
+        shape = (n_head, 2, d, *rest)
+        strides = (2 * d * inner, inner, 2 * inner, *tail)
+    view = TensorEntry(entry.name, entry.dtype, shape, entry.storage, entry.storage_offset,
+                       strides)
+    return view, entry.shape
+
+
+def _desc(value: Any, vtype: Any, sub: Any, gguf: Any) -> str:
+    from .formats.gguf import VALUE_TYPES
+
+    if vtype == gguf.GGUFValueType.ARRAY:
+        if sub is not None:
+            return f"[{VALUE_TYPES[int(sub)][0]}]"
+        first = value[0]
+        kind = ("str" if isinstance(first, (str, bytes)) else "bool" if isinstance(first, bool)
+                else "i32" if isinstance(first, int) else "f32")
+        return f"[{kind}]"
+    return VALUE_TYPES[int(vtype)][0]
+
+
+def _tokenizer(folder: str, cfg: dict[str, Any], gw: Any, gguf: Any, notes: list[str]) -> None:
+    path = os.path.join(folder, "tokenizer.json")
+    if not os.path.isfile(path):
+        notes.append("no tokenizer.json: the GGUF has no tokenizer (llama.cpp needs one to run)")
+        return
+    with open(path, encoding="utf-8") as f:
+        tok = json.load(f)
+    model = tok.get("model") or {}
+    if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
+        notes.append(f"tokenizer.json holds a {model.get('type')} model; only BPE is converted")
+        return
+    ids: dict[int, tuple[str, int]] = {int(i): (t, _NORMAL) for t, i in model["vocab"].items()}
+    for added in tok.get("added_tokens") or []:
+        ids[int(added["id"])] = (added["content"], _CONTROL if added.get("special")
+                                 else _USER_DEFINED)
+    size = max(int(cfg.get("vocab_size") or 0), max(ids, default=-1) + 1)
+    tokens, types = [], []
+    for i in range(size):
+        text, kind = ids.get(i, (f"[PAD{i}]", _UNUSED))
+        tokens.append(text)
+        types.append(kind)
+    pre = tok.get("pre_tokenizer") or {}
+    parts = pre.get("pretokenizers", [pre]) if isinstance(pre, dict) else []
+    regex = next((p.get("pattern", {}).get("Regex") for p in parts
+                  if isinstance(p, dict) and p.get("type") == "Split"), None)
+    name = _PRE.get(regex or "", "gpt-2" if any(p.get("type") == "ByteLevel" for p in parts
+                                                 if isinstance(p, dict)) else "default")
+    gw.add_tokenizer_model("gpt2")
+    gw.add_tokenizer_pre(name)
+    gw.add_token_list(tokens)
+    gw.add_token_types(types)
+    special = gguf.SpecialVocab(folder, load_merges=True, n_vocab=len(tokens))
+    special.add_to_gguf(gw, quiet=True)
+
+
+def from_hf(ck: Checkpoint, items: list[Item], notes: list[str]) -> tuple[list[Item], list] | None:
+    """(items renamed and permuted, metadata pairs) for a LLaMA-family folder; None for any
+    other model type."""
+    from .convert.plan import Item
+
+    cfg = ck.info.get("config")
+    if not isinstance(cfg, dict) or cfg.get("model_type") not in ARCHS:
+        return None
+    arch, permute = ARCHS[cfg["model_type"]]
+    gguf = _gguf()
+    arch_id = next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch)
+    layers = int(cfg["num_hidden_layers"])
+    tmap = gguf.get_tensor_name_map(arch_id, layers)
+    n_head = int(cfg["num_attention_heads"])
+    n_kv = int(cfg.get("num_key_value_heads") or n_head)
+    out = []
+    for it in items:
+        name = tmap.get_name(it.name, try_suffixes=(".weight", ".bias"))
+        if name is None:
+            raise UsageError(f"llama.cpp has no name for {it.name!r} in a {arch} model",
+                             tensor=it.name, path=ck.path)
+        entry, shape = it.entry, it.out_shape
+        if permute and it.name.endswith(("q_proj.weight", "q_proj.bias", "k_proj.weight",
+                                         "k_proj.bias")):
+            heads = n_head if ".q_proj." in it.name else n_kv
+            entry, shape = permuted(it.entry, heads, forward=True)
+        out.append(Item(name, entry, it.dtype, shape))
+
+    gw = gguf.GGUFWriter(None, arch)  # collects the pairs only: nothing is written by it
+    gw.add_name(os.path.basename(os.path.abspath(ck.path)))
+    hidden = int(cfg["hidden_size"])
+    if "max_position_embeddings" in cfg:
+        gw.add_context_length(int(cfg["max_position_embeddings"]))
+    gw.add_embedding_length(hidden)
+    gw.add_block_count(layers)
+    if "intermediate_size" in cfg:
+        gw.add_feed_forward_length(int(cfg["intermediate_size"]))
+    gw.add_head_count(n_head)
+    gw.add_head_count_kv(n_kv)
+    # transformers >= 5 keeps rope_theta under rope_parameters
+    rope = cfg.get("rope_parameters")
+    rope = rope if isinstance(rope, dict) else {}
+    theta = cfg.get("rope_theta", rope.get("rope_theta"))
+    if theta is not None:
+        gw.add_rope_freq_base(float(theta))
+    if cfg.get("rms_norm_eps") is not None:
+        gw.add_layer_norm_rms_eps(float(cfg["rms_norm_eps"]))
+    if arch == "llama":
+        gw.add_vocab_size(int(cfg["vocab_size"]))
+        gw.add_rope_dimension_count(int(cfg.get("head_dim") or hidden // n_head))
+    gw.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    _tokenizer(ck.path, cfg, gw, gguf, notes)
+    kv = [(k, _desc(v.value, v.type, v.sub_type, gguf), v.value)
+          for k, v in gw.kv_data[0].items()]
+    kv = [(k, t, [x.decode("utf-8", "surrogateescape") if isinstance(x, bytes) else x
+                  for x in v] if isinstance(v, list) else v) for k, t, v in kv]
+    counts: dict[str, int] = {}
+    for it in out:
+        counts[it.dtype.name] = counts.get(it.dtype.name, 0) + it.entry.numel
+    main = max(counts, key=lambda k: counts[k]) if counts else "F32"
+    from .convert.gguf import _FILE_TYPE
+
+    kv.append(("general.file_type", "u32", _FILE_TYPE.get(main, 0)))
+    notes.append(f"llama.cpp {arch} layout: {len(out)} tensors renamed"
+                 + (", q/k rows permuted" if permute else ""))
+    return out, kv
+
+
+def to_hf(ck: Checkpoint, items: list[Item], notes: list[str]) -> list[Item]:
+    """GGUF names back to Hugging Face names, the q/k permutation undone (llama)."""
+    from .convert.plan import Item
+
+    meta = ck.metadata
+    arch = meta.get("general.architecture")
+    if arch not in ("llama", "qwen2"):
+        return items
+    gguf = _gguf()
+    arch_id = next((k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch), None)
+    layers = meta.get(f"{arch}.block_count")
+    if arch_id is None or not isinstance(layers, int):
+        return items
+    tmap = gguf.get_tensor_name_map(arch_id, layers)
+    reverse: dict[str, str] = {}
+    for key, (_, name) in tmap.mapping.items():
+        if (key.startswith("model.") or key == "lm_head") and name not in reverse \
+                and tmap.get_name(key) == name:
+            reverse[name] = key
+    n_head = meta.get(f"{arch}.attention.head_count")
+    n_kv = meta.get(f"{arch}.attention.head_count_kv") or n_head
+    out = []
+    for it in items:
+        base, dot, suffix = it.name.rpartition(".")
+        hf = reverse.get(base) if suffix in ("weight", "bias") else None
+        if hf is None:
+            out.append(it)
+            continue
+        entry, shape = it.entry, it.out_shape
+        if arch == "llama" and isinstance(n_head, int) and (".attn_q." in it.name or
+                                                            ".attn_k." in it.name):
+            heads = n_head if ".attn_q." in it.name else int(n_kv or n_head)
+            entry, shape = permuted(it.entry, heads, forward=False)
+        out.append(Item(f"{hf}.{suffix}", entry, it.dtype, shape))
+    notes.append(f"Hugging Face names for the {arch} tensors"
+                 + (", q/k permutation undone" if arch == "llama" else ""))
+    return out
