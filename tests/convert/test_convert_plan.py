@@ -64,7 +64,7 @@ def test_resolve_target_refuses() -> None:
     with pytest.raises(UsageError, match="no folder layout"):
         resolve_target("out", "npz")
     with pytest.raises(UsageError, match="unknown output format"):
-        resolve_target("m.pt", "gguf")
+        resolve_target("m.pt", "coreml")
 
 
 @settings(max_examples=200, deadline=None)
