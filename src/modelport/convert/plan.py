@@ -76,8 +76,6 @@ class Target:
 _NOT_WRITTEN = {
     ".onnx": "convert does not write ONNX: a graph needs the model's code; `modelport export "
              "SRC DST.onnx` builds it (for recognised architectures, TorchScript, or --model)",
-    ".gguf": "GGUF output needs the gguf writer (`pip install modelport[gguf]`) or is not "
-             "available in this version",
     ".h5": "Keras/HDF5 files are read, not written: convert to .safetensors, .pt or .npz",
     ".keras": "Keras files are read, not written: convert to .safetensors, .pt or .npz",
     ".tflite": "TFLite files are read, not written: convert to .safetensors, .pt or .npz",
