@@ -48,11 +48,14 @@ def open(
     format: str | None = None,
     layout: str | os.PathLike[str] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    checksums: bool = False,
 ) -> Checkpoint:
     """Read a model file or Hugging Face folder into a Checkpoint; nothing in it is executed.
 
     ``select`` picks the weights subtree by dotted path; ``format`` skips detection;
-    ``layout`` reads ``path`` as a raw buffer laid out as that model file or JSON list says.
+    ``layout`` reads ``path`` as a raw buffer laid out as that model file or JSON list says;
+    ``checksums`` checks the tensor checksums the format stores (TF checkpoints), reading
+    every tensor byte.
     """
     from .detect import resolve
     from .formats import Options, get
@@ -71,7 +74,8 @@ def open(
             raise errors.UnsupportedFormat(spec.unsupported or f"{spec.title} cannot be read yet",
                                            path=path, format=fmt)
         return reader(path, Options(limits=limits, select=select,
-                                    layout=os.fspath(layout) if layout is not None else None))
+                                    layout=os.fspath(layout) if layout is not None else None,
+                                    checksums=checksums))
     except KeyError as exc:
         if select is None:
             raise  # a reader's bug, not a missing subtree: it must not pass for bad usage

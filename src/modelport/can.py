@@ -82,6 +82,9 @@ ROUTES: dict[str, Route] = {
                            trainable=False),
     "keras": Route("model = keras.saving.load_model({path!r})  # imports what its config names"),
     "keras-h5": Route("model = keras.saving.load_model({path!r})  # or model.load_weights"),
+    "tf-metagraph": Route("saver = tf.compat.v1.train.import_meta_graph({path!r}); "
+                          "saver.restore(sess, prefix)  # builds and runs the graph",
+                          graph=True, trainable=False),
     "tf-checkpoint": Route("model = YourKerasModel(); "
                            "tf.train.Checkpoint(model=model).restore({path!r})"),
     "gguf": Route("llama-cli -m {path}  # llama.cpp (or llama_cpp.Llama(model_path=...))",

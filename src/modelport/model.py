@@ -29,7 +29,7 @@ __all__ = [
     "WEIGHT_KEYS",
 ]
 
-KINDS = ("weights", "training-checkpoint", "full-model", "torchscript", "onnx-graph")
+KINDS = ("weights", "training-checkpoint", "full-model", "torchscript", "onnx-graph", "tf-graph")
 
 # Subtrees that hold model weights, in order of preference (DESIGN.md "Weights").
 WEIGHT_KEYS = (

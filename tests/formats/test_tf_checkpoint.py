@@ -229,3 +229,18 @@ def test_malformed_checkpoint_is_one_line_exit_2(tmp_path: Path, case: str,
     assert report.verdict == "error" and report.errors
     assert main(["scan", str(d / "model.ckpt")]) == 2
     capsys.readouterr()
+
+
+def test_checksums_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = _copy(tmp_path)
+    ck = modelport.open(d / "model.ckpt", checksums=True)
+    assert ck.info["tf_checkpoint"]["checksums_checked"] == 10  # 9 tensors + 3 slices - emb
+    data = d / "model.ckpt.data-00000-of-00001"
+    raw = bytearray(data.read_bytes())
+    raw[10] ^= 0x40  # inside a tensor's bytes: sizes still agree
+    data.write_bytes(bytes(raw))
+    modelport.open(d / "model.ckpt")  # without the check the bytes read as they are
+    with pytest.raises(MalformedHeader, match="CRC-32C mismatch"):
+        modelport.open(d / "model.ckpt", checksums=True)
+    assert main(["inspect", "--checksums", str(d)]) == 2
+    assert "CRC-32C mismatch" in capsys.readouterr().err

@@ -9,6 +9,7 @@ examples:
   modelport inspect last.ckpt --json | jq .metadata.epoch
   modelport inspect a.pt b.safetensors ./repo   several at once, in order
   modelport inspect weights.bin --layout model.pth   a raw buffer, laid out as model.pth's weights
+  modelport inspect ./train/model.ckpt --checksums   a TF checkpoint prefix, every CRC checked
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-verify", action="store_true", help="recognise the architecture from "
                    "names and shapes only; skip instantiating the class on torch's meta device "
                    "(saves importing torch and transformers, a few seconds)")
+    p.add_argument("--checksums", action="store_true", help="also check the checksums the "
+                   "file stores for its tensor data (TensorFlow checkpoints' CRC-32C); reads "
+                   "every tensor byte")
 
 
 def _scan(path: str) -> dict[str, Any] | None:
@@ -139,7 +143,8 @@ def _one(args: argparse.Namespace, docs: list[dict[str, Any]] | None) -> int:
 
         ck = load(args.path, args.select)
     else:
-        ck = open_checkpoint(args.path, select=args.select, format=fmt)
+        ck = open_checkpoint(args.path, select=args.select, format=fmt,
+                             checksums=getattr(args, "checksums", False))
     remote = getattr(args, "_remote", None)
     if remote is not None and args.path.startswith(remote.root):
         # A full scan reads every byte; inspect of a remote file reads headers only.

@@ -52,6 +52,9 @@ class Options:
     limits: Limits = DEFAULT_LIMITS
     select: str | None = None  # dotted path of the weights subtree (--select)
     layout: str | None = None  # a raw buffer's layout: a model file or a JSON list (--layout)
+    # Check the checksums a format stores for its tensor data (TF checkpoints' CRC-32C) while
+    # opening: reads every tensor byte once. Formats that store none ignore it.
+    checksums: bool = False
 
 
 class Probe:

@@ -12,12 +12,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from ..errors import ModelportError
 from ..scan.context import Scan
 from ..scan.findings import Severity
 
-__all__ = ["scan_checkpoint"]
+if TYPE_CHECKING:
+    from .tf_savedmodel import GraphNode, MetaGraph
+
+__all__ = ["scan_checkpoint", "scan_saved_model", "scan_meta_graph", "scan_graph"]
 
 
 def scan_checkpoint(scan: Scan, path: str) -> None:
@@ -48,3 +52,130 @@ def scan_checkpoint(scan: Scan, path: str) -> None:
                      offset=e.index_offset, why="an entry that points outside its data shard: "
                      "the checkpoint is truncated or was edited")
             scan.error(str(exc.located(path=path)))
+
+
+# -- graphs ------------------------------------------------------------------------------------
+
+_PLACEHOLDERS = frozenset(["Placeholder", "PlaceholderV2", "PlaceholderWithDefault", "_Arg"])
+
+
+def _source(inp: str) -> str | None:
+    """The node (or function argument) a data input comes from; None for control inputs."""
+    if inp.startswith("^"):
+        return None
+    return inp.split(":", 1)[0]
+
+
+def _tainted(nodes: list[GraphNode], args: set[str]) -> set[str]:
+    """Names whose value depends on a function argument or a placeholder (what a caller
+    passes), propagated forward along data edges."""
+    users: dict[str, list[str]] = {}
+    for n in nodes:
+        for inp in n.inputs:
+            src = _source(inp)
+            if src is not None:
+                users.setdefault(src, []).append(n.name)
+    todo = list(args) + [n.name for n in nodes if n.op in _PLACEHOLDERS]
+    seen = set(todo)
+    while todo:
+        for user in users.get(todo.pop(), ()):
+            if user not in seen:
+                seen.add(user)
+                todo.append(user)
+    return seen
+
+
+def _constants(node: GraphNode, by_name: dict[str, GraphNode], limit: int = 8) -> list[str]:
+    """String constants that flow into ``node`` (the paths a file op would use)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    todo = [s for s in map(_source, node.inputs) if s]
+    while todo and len(seen) < 10_000 and len(out) < limit:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        n = by_name.get(name)
+        if n is None:
+            continue
+        if n.op == "Const":
+            out += [s for s in n.strings if s][: limit - len(out)]
+        todo += [s for s in map(_source, n.inputs) if s]
+    return out
+
+
+def _judge(scan: Scan, where: str, nodes: list[GraphNode], args: set[str],
+           library: set[str]) -> None:
+    from ..scan import tf_ops
+    from .tf_opset import OPS
+
+    by_name = {n.name: n for n in nodes}
+    tainted = _tainted(nodes, args)
+    for n in nodes:
+        op = n.op
+        consts = _constants(n, by_name) if op in tf_ops.FLAGGED or op in tf_ops.PATH_OPS \
+            or op == "PrintV2" else []
+        paths = f" (constants: {', '.join(map(repr, consts))})" if consts else ""
+        if op in tf_ops.FLAGGED:
+            sev, (why, rule) = tf_ops.FLAGGED[op]
+            scan.add(sev, rule, f"{op} node {n.name!r} in {where}{paths}", subject=op,
+                     member=where, offset=n.offset, why=why)
+        elif op in tf_ops.PATH_OPS:
+            for i in tf_ops.PATH_OPS[op]:
+                src = _source(n.inputs[i]) if i < len(n.inputs) else None
+                if src is not None and src not in tainted:
+                    scan.add(Severity.HIGH, "tf-constant-path",
+                             f"{op} node {n.name!r} in {where} uses a path fixed in the graph"
+                             f"{paths}", subject=op, member=where, offset=n.offset,
+                             why=tf_ops.CONSTANT_PATH_WHY)
+                    break
+        elif op == "PrintV2":
+            stream = n.attrs.get("output_stream", "stderr")
+            if stream not in tf_ops.PRINT_STREAMS:
+                why, rule = tf_ops.FILE_IO
+                scan.add(Severity.HIGH, rule, f"PrintV2 node {n.name!r} in {where} prints to "
+                         f"{stream!r}", subject=op, member=where, offset=n.offset, why=why)
+        elif op not in OPS and op not in library:
+            scan.add(Severity.MEDIUM, "tf-custom-op", f"custom op {op!r} (node {n.name!r} in "
+                     f"{where})", subject=op, member=where, offset=n.offset,
+                     why=tf_ops.CUSTOM_WHY)
+        for fn in n.funcs:
+            if fn and fn not in library and fn not in OPS:
+                scan.add(Severity.MEDIUM, "tf-missing-function",
+                         f"node {n.name!r} in {where} calls function {fn!r}, which the graph's "
+                         "library does not define", subject=fn, member=where, offset=n.offset,
+                         why="the loader resolves it elsewhere (a registered op or function "
+                         "of the loading process): what runs is not in the file")
+
+
+def scan_graph(scan: Scan, g: MetaGraph, label: str) -> None:
+    """Every node of a meta graph and of every function in its library."""
+    library = {f.name for f in g.functions}
+    _judge(scan, "graph", g.nodes, set(), library)
+    for f in g.functions:
+        _judge(scan, f"function {f.name}", f.nodes, set(f.args), library)
+    nodes = len(g.nodes) + sum(len(f.nodes) for f in g.functions)
+    scan.note_scanned(f"{label}: {nodes} nodes in the graph and {len(g.functions)} functions")
+
+
+def scan_saved_model(scan: Scan, path: str) -> None:
+    from .tf_savedmodel import read_saved_model
+
+    try:
+        _, graphs = read_saved_model(path, scan.limits)
+    except ModelportError as exc:
+        scan.error(str(exc.located(path=path)))
+        return
+    for i, g in enumerate(graphs):
+        scan_graph(scan, g, f"meta graph {i} ({', '.join(g.tags) or 'no tags'})")
+
+
+def scan_meta_graph(scan: Scan, path: str) -> None:
+    from .tf_savedmodel import read_meta_graph_file
+
+    try:
+        g = read_meta_graph_file(path, scan.limits)
+    except ModelportError as exc:
+        scan.error(str(exc.located(path=path)))
+        return
+    scan_graph(scan, g, "meta graph")
