@@ -244,3 +244,142 @@ def test_checksums_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         modelport.open(d / "model.ckpt", checksums=True)
     assert main(["inspect", "--checksums", str(d)]) == 2
     assert "CRC-32C mismatch" in capsys.readouterr().err
+
+
+# -- hand-built bundles: what TensorFlow on this machine never writes ------------------------
+
+
+def _write_bundle(folder: Path, tensors: dict[str, tuple[Any, ...]],
+                  *, big_endian: bool = False, extra: list[tuple[bytes, bytes]] = (),
+                  snappy: bool = False) -> Path:
+    """``name -> (tf dtype, shape, stored bytes[, crc])`` as a one-shard bundle at folder/ck
+    (the CRC-32C defaults to the one of the stored bytes)."""
+    from tfkit import entry, header, table
+
+    from modelport.containers.crc32c import crc32c, mask
+
+    data, records = b"", [(b"", header(big_endian=big_endian))]
+    for name, (dtype, dims, raw, *crc) in tensors.items():
+        records.append((name.encode(), entry(dtype, dims, len(data), len(raw),
+                                             mask(crc[0] if crc else crc32c(raw)))))
+        data += raw
+    records = sorted(records + list(extra))
+    folder.mkdir(exist_ok=True)
+    (folder / "ck.index").write_bytes(table(records, snappy=snappy))
+    (folder / "ck.data-00000-of-00001").write_bytes(data)
+    return folder / "ck"
+
+
+def _strings(values: list[bytes], big_endian: bool) -> tuple[bytes, int]:
+    """A string tensor's stored bytes and its entry CRC (tensor_bundle.cc WriteStringTensor:
+    the lengths as uint32 in the writer's byte order, the length checksum, the bytes)."""
+    from tfkit import varint
+
+    from modelport.containers.crc32c import crc32c, mask
+
+    order = "big" if big_endian else "little"
+    lengths = b"".join(varint(len(v)) for v in values)
+    crc = 0
+    for v in values:
+        crc = crc32c(len(v).to_bytes(4, order), crc)
+    check = mask(crc).to_bytes(4, order)
+    return lengths + check + b"".join(values), crc32c(check + b"".join(values), crc)
+
+
+def test_big_endian_bundle_reads_the_same_values(tmp_path: Path) -> None:
+    ref = modelport.open(FIXTURES / "tf1_saver" / "model.ckpt")
+    codes = {"F32": 1, "F16": 19, "I64": 9, "BOOL": 10}
+    tensors = {}
+    arrays = {}
+    for name, t in ref.weights.items():
+        arr = modelport.to_numpy(t)
+        arrays[name] = arr
+        tensors[name] = (codes[t.dtype.name], t.shape, arr.byteswap().tobytes())
+    tensors["vocab"] = (7, (3,), *_strings([b"hello", b"", b"w\xc3\xb6rld"], True))
+    prefix = _write_bundle(tmp_path / "be", tensors, big_endian=True)
+    ck = modelport.open(prefix, checksums=True)
+    assert ck.info["tf_checkpoint"]["byte_order"] == "big"
+    for name, arr in arrays.items():
+        assert modelport.to_numpy(ck.weights[name]).tobytes() == arr.tobytes(), name
+    assert ck.metadata["strings"]["vocab"] == ["hello", "", "wörld"]
+
+
+def test_variable_sliced_along_a_later_axis_is_joined(tmp_path: Path) -> None:
+    full = np.arange(24, dtype="<f4").reshape(4, 6)
+    from tfkit import entry
+
+    parts = {}
+    slices = [[(0, 4), (0, 3)], [(0, -1), (3, 3)]]  # -1: the whole axis, as TF writes it
+    extra = [(b"emb2", entry(1, (4, 6), 0, 0, slices=slices))]
+    data_tensors = {}
+    for i, sl in enumerate(slices):
+        key = slice_key("emb2", tuple(sl))
+        cols = slice(sl[1][0], sl[1][0] + sl[1][1])
+        parts[key] = np.ascontiguousarray(full[:, cols]).tobytes()
+        data_tensors[f"part{i}"] = key
+    # slices are entries of their own under their OrderedCode keys
+    from tfkit import entry as mk
+    from tfkit import header, table
+
+    from modelport.containers.crc32c import crc32c, mask
+
+    data, records = b"", [(b"", header())] + extra
+    for key, raw in parts.items():
+        records.append((key, mk(1, (4, 3), len(data), len(raw), mask(crc32c(raw)))))
+        data += raw
+    d = tmp_path / "sl"
+    d.mkdir()
+    (d / "ck.index").write_bytes(table(sorted(records)))
+    (d / "ck.data-00000-of-00001").write_bytes(data)
+    ck = modelport.open(d / "ck", checksums=True)
+    assert modelport.to_numpy(ck.weights["emb2"]).tobytes() == full.tobytes()
+    # a slice that is not there: the checkpoint is incomplete
+    (d / "ck.index").write_bytes(table(sorted(records[:-1])))
+    with pytest.raises(MalformedHeader, match="has no entry"):
+        modelport.open(d / "ck")
+
+
+@pytest.mark.parametrize("case", ["size-mismatch", "negative-dim", "shard-out-of-range",
+                                  "unordered-keys", "string-count-too-big"])
+def test_hostile_entries_are_located_errors(tmp_path: Path, case: str) -> None:
+    from tfkit import entry, header, table
+
+    raw = np.arange(6, dtype="<f4").tobytes()
+    good = entry(1, (2, 3), 0, len(raw))
+    bad = {
+        "size-mismatch": entry(1, (200, 3), 0, len(raw)),
+        "negative-dim": entry(1, (-2, 3), 0, len(raw)),
+        "shard-out-of-range": entry(1, (2, 3), 0, len(raw), shard=5),
+        "unordered-keys": good,
+        "string-count-too-big": entry(7, (1 << 40,), 0, len(raw)),
+    }[case]
+    records = [(b"", header()), (b"a", good), (b"b", bad)]
+    if case == "unordered-keys":
+        records = [(b"", header()), (b"b", good), (b"a", bad)]
+    d = tmp_path / case
+    d.mkdir()
+    (d / "ck.index").write_bytes(table(records))
+    (d / "ck.data-00000-of-00001").write_bytes(raw)
+    with pytest.raises(ModelportError) as info:
+        modelport.open(d / "ck")
+    assert str(d / "ck.index") in str(info.value)
+    assert scan_file(d / "ck.index").verdict == "error"
+
+
+def test_full_conversion_keeps_optimizer_state_and_step(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    from safetensors.numpy import load_file
+
+    dst = tmp_path / "full.safetensors"
+    assert main(["convert", str(FIXTURES / "tf2_ckpt"), str(dst), "--full", "--verify"]) == 0
+    capsys.readouterr()
+    loaded = load_file(str(dst))
+    ref = REFERENCE["tf2_ckpt"]["keys"]
+    ck = modelport.open(FIXTURES / "tf2_ckpt")
+    keys = ck.info["tf_checkpoint"]["keys"]
+    assert int(loaded["step"]) == 7
+    for name, arr in loaded.items():
+        tf_name = name[len("weights."):] if name.startswith("weights.") else name
+        assert hashlib.sha256(arr.tobytes()).hexdigest() == ref[keys[tf_name]]["sha256"], name
+    assert {"optimizer.adam/sequential_dense_kernel_momentum", "save_counter"} <= set(loaded)

@@ -127,3 +127,21 @@ def test_truncated_saved_model_is_one_line_exit_2(tmp_path: Path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "saved_model.pb" in err
     assert scan_file(pb).verdict == "error"
+
+
+def test_convert_refuses_a_saved_model_whose_graph_is_unsafe(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    d = tmp_path / "sm"
+    shutil.copytree(FIXTURES / "sm_module", d)
+    shutil.copy(FIXTURES / "sm_writes_file" / "saved_model.pb", d / "saved_model.pb")
+    assert main(["convert", str(d), str(tmp_path / "w.safetensors")]) == 2
+    assert "scanner found code" in capsys.readouterr().err
+    assert not (tmp_path / "w.safetensors").exists()
+    assert main(["convert", str(d), str(tmp_path / "w.safetensors"), "--allow-unsafe"]) == 0
+    capsys.readouterr()
+    # the benign SavedModel converts, bit for bit
+    assert main(["convert", str(FIXTURES / "sm_module"), str(tmp_path / "ok.safetensors"),
+                 "--verify"]) == 0
+    assert "verified: 3 tensors match" in capsys.readouterr().err

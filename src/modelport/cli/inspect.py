@@ -349,7 +349,9 @@ def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False,
         groups: Counter[str] = Counter()
         nbytes: Counter[str] = Counter()
         for name, t in ck.other_tensors.items():
-            key = ".".join(name.split(".")[:2])
+            # the first two parts of the name, whichever separator it uses (TF names use /)
+            m = re.match(r"[^./]+(?:[./][^./]+)?", name)
+            key = m.group(0) if m else name
             groups[key] += 1
             nbytes[key] += t.nbytes
         lines.append("\nother tensors:")

@@ -88,6 +88,9 @@ def load(path: str, select: str | None = None, *, layout: str | None = None) -> 
 def source_files(ck: Checkpoint) -> set[str]:
     """Real paths of every file a checkpoint's bytes come from."""
     files = {os.path.realpath(ck.path)} if os.path.isfile(ck.path) else set()
+    # Files a reader read besides tensor storages (a SavedModel's graph, a checkpoint's
+    # index): scanned before converting, never written over.
+    files.update(os.path.realpath(f) for f in ck.info.get("source_files", ()))
     for _, t in flatten_tensors(ck.tree):
         files.update(os.path.realpath(f) for f in t.storage.files)
     for t in ck.tensors():

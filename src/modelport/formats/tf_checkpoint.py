@@ -284,17 +284,21 @@ def resolve_path(path: str) -> str | None:
 # -------------------------------------------------------------------------------- tensors
 
 
-def _string_values(data: memoryview, n: int, e: BundleEntry, path: str) -> list[Any]:
-    """A DT_STRING tensor's elements: varint64 lengths, a masked CRC of them, the bytes."""
+def _string_values(data: memoryview, n: int, e: BundleEntry, path: str,
+                   big_endian: bool = False) -> list[Any]:
+    """A DT_STRING tensor's elements: varint64 lengths, a masked CRC of them, the bytes. The
+    CRC covers the lengths as the writer's machine held them (uint32, uint64 when larger) and
+    is stored in its byte order."""
+    order = "big" if big_endian else "little"
     pos, lengths, crc = 0, [], 0
     for _ in range(n):
         ln, pos = read_varint(data, pos, len(data))
         lengths.append(ln)
-        crc = crc32c(ln.to_bytes(4 if ln <= 0xFFFFFFFF else 8, "little"), crc)
+        crc = crc32c(ln.to_bytes(4 if ln <= 0xFFFFFFFF else 8, order), crc)
     if pos + 4 > len(data):
         raise Truncated("string tensor ends inside its length checksum", path=path,
                         tensor=e.key, offset=e.offset + pos)
-    stored = int.from_bytes(data[pos:pos + 4], "little")
+    stored = int.from_bytes(data[pos:pos + 4], order)
     if mask(crc) != stored:
         raise MalformedHeader("string lengths fail their checksum", path=path, tensor=e.key,
                               offset=e.offset + pos, hint="the data file is corrupt")
@@ -406,7 +410,8 @@ class _Reader:
             if e.size == 0:
                 return [""] * n if n == 0 else []
             data = storage_buffer(self.storage(e))
-            return _string_values(data, n, e, self.bundle.shard_path(e.shard))
+            return _string_values(data, n, e, self.bundle.shard_path(e.shard),
+                                  self.bundle.big_endian)
         dtype = by_tf(e.dtype)
         if dtype is None:
             return None
@@ -740,6 +745,7 @@ def open_bundle(path: str, index: str, options: Options, *, kind: str | None = N
     }
     info = dict(info or {})
     info["tf_checkpoint"] = summary
+    info["source_files"] = [*info.get("source_files", ()), index]
     select = options.select if options.select is not None else "weights"
     ck = classify(path, fmt, tree, info=info, select_path=select, file_size=size, kind=kind)
     ck.needs = [_needs(ck, graph_nodes)]
@@ -794,9 +800,10 @@ def _stored_crc(reader: _Reader, e: BundleEntry) -> int:
     for d in e.shape:
         n *= d
     pos, crc = 0, 0
+    order = "big" if reader.bundle.big_endian else "little"
     for _ in range(n):
         ln, pos = read_varint(data, pos, len(data))
-        crc = crc32c(ln.to_bytes(4 if ln <= 0xFFFFFFFF else 8, "little"), crc)
+        crc = crc32c(ln.to_bytes(4 if ln <= 0xFFFFFFFF else 8, order), crc)
     return crc32c(data[pos:], crc)
 
 

@@ -399,7 +399,8 @@ def open_folder(path: str, options: Options | None = None) -> Checkpoint:
     summary["schema_version"] = schema
     summary["keras_version"] = _keras_version(folder)
     summary["assets"] = _assets(folder)
-    info: dict[str, Any] = {"tf_graph": summary, "summary": _lines(summary, graphs)}
+    info: dict[str, Any] = {"tf_graph": summary, "summary": _lines(summary, graphs),
+                            "source_files": [pb]}
     if summary["assets"]:
         info["summary"]["assets"] = ", ".join(
             f"{a['file']} ({a['bytes']} B)" for a in summary["assets"][:8])
@@ -417,7 +418,8 @@ def open_meta(path: str, options: Options | None = None) -> Checkpoint:
     options = options or Options()
     g = read_meta_graph_file(path, options.limits)
     summary = graph_summary([g])
-    info: dict[str, Any] = {"tf_graph": summary, "summary": _lines(summary, [g])}
+    info: dict[str, Any] = {"tf_graph": summary, "summary": _lines(summary, [g]),
+                            "source_files": [path]}
     prefix = path[:-len(".meta")] if path.endswith(".meta") else path
     index = prefix + ".index"
     ck = _with_variables(path, index, options, info, "tf-metagraph", os.path.getsize(path))

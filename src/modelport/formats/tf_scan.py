@@ -52,6 +52,17 @@ def scan_checkpoint(scan: Scan, path: str) -> None:
                      offset=e.index_offset, why="an entry that points outside its data shard: "
                      "the checkpoint is truncated or was edited")
             scan.error(str(exc.located(path=path)))
+    if scan.report.errors:
+        return
+    # Everything else the reader checks (shapes against sizes, slices, string tensors, the
+    # object graph): a checkpoint the reader refuses is not analysed, so never clean.
+    from .base import Options
+    from .tf_checkpoint import open_bundle
+
+    try:
+        open_bundle(path, path, Options(limits=scan.limits))
+    except ModelportError as exc:
+        scan.error(str(exc.located(path=path)))
 
 
 # -- graphs ------------------------------------------------------------------------------------
