@@ -278,11 +278,15 @@ HOSTILE: dict[str, tuple[bytes, Expect]] = {
     "tuple-key-shared-40-levels": (P2 + b"Nq\x00" + b"".join(
         b"h" + bytes([k]) + b"h" + bytes([k]) + b"\x86q" + bytes([k + 1]) for k in range(40))
         + b"}\x94h\x28K\x01s.", L),
+    # (PUT, POP, GET, GET, TUPLE2) per level: one shared tuple on the stack, not forty, so the
+    # REDUCE calls slice (without the POP it would call a tuple, which CPython refuses)
     "slice-of-a-shared-tuple": (P2 + glob("builtins", "slice") + b"N" + b"".join(
-        b"q" + bytes([k]) + b"h" + bytes([k]) + b"h" + bytes([k]) + b"\x86" for k in range(40))
+        b"q" + bytes([k]) + b"0h" + bytes([k]) + b"h" + bytes([k]) + b"\x86" for k in range(40))
         + b"\x85R.", L),
     "deep-repr-in-a-global": (P2 + nested_list(5000) + s("x") + b"\x93.", OK),
-    "deep-repr-in-a-call": (P2 + nested_list(5000) + b")R.", OK),
+    # (a list is not callable, so CPython and the machine refuse REDUCE on one: the deep value
+    # goes into the arguments of an unknown call, whose result is then called)
+    "deep-repr-in-a-call": (P2 + glob("mylib", "f") + nested_list(5000) + b"\x85R)R.", OK),
     "deep-torch-device": (P2 + glob("torch", "device") + nested_list(5000) + b"\x85R.", OK),
     # self-reference through the memo: pickle.loads builds these, and so must modelport
     "list-holds-itself": (P2 + b"]q\x00h\x00a.", OK),

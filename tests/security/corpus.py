@@ -550,6 +550,73 @@ def _torch_zip_in_pickle(c: str) -> bytes:
                         P.call("io", "BytesIO", torch_zip(_payload(c)))))
 
 
+
+# Any first byte (issue #7): CPython's unpickler takes any opcode first, no PROTO needed -------
+
+
+def _bare(c: str) -> bytes:
+    """The payload as opcodes with no PROTO: what follows any first opcode."""
+    return _system(c).ops + P.STOP
+
+
+def _first_int(c: str) -> bytes:
+    return b"I1\n0" + _bare(c)  # INT 1, POP, payload: pickle.load runs it
+
+
+def _first_string(c: str) -> bytes:
+    return b"S'model'\n0" + _bare(c)
+
+
+def _first_binbytes(c: str) -> bytes:
+    return b"C\x04\x00\x00\x80?0" + _bare(c)  # starts like a float32 buffer
+
+
+def _member_any_opcode(c: str) -> bytes:
+    return torch_zip(benign_state(), [Member("archive/extra", b"I1\n0" + _bare(c))])
+
+
+def _storage_any_opcode(c: str) -> bytes:
+    return zip_bytes([Member("archive/data.pkl", benign_state()),
+                      Member("archive/data/0", b"K\x070" + _bare(c)),
+                      Member("archive/version", b"3\n")])
+
+
+def _stacked_no_proto(c: str) -> bytes:
+    return benign_state() + b"I7\n0" + _bare(c)
+
+
+# Parse parity: bytes CPython reads and a stricter parser refuses (then never judges) ---------
+
+
+def _long_line(c: str) -> bytes:
+    return P.proto(2) + b"I" + b" " * 70_000 + b"1\n0" + _bare(c)  # strtol skips spaces
+
+
+def _int_octal(c: str) -> bytes:
+    return P.proto(2) + b"I010\n0" + _bare(c)  # _pickle.c: strtol base 0, octal 8
+
+
+def _int_nul(c: str) -> bytes:
+    return P.proto(2) + b"I12\x00junk\n0" + _bare(c)  # _pickle.c stops at the NUL
+
+
+def _long_base0(c: str) -> bytes:
+    return P.proto(2) + b"L0x10L\n0" + _bare(c)  # both unpicklers: int(text, 0)
+
+
+def _setitem_list(c: str) -> bytes:
+    return P.proto(2) + b"]Na" + P.i(0) + P.NONE + b"s0" + _bare(c)  # [None][0] = None
+
+
+def _frame_straddle(c: str) -> bytes:
+    # A frame ends inside a SHORT_BINUNICODE. pickle.loads (and a file with peek()) reads the
+    # string on from the bytes after the frame, finds STOP: a clean pickle and some trailing
+    # bytes. torch.load reads data.pkl from io.BytesIO: the C unpickler takes the string from
+    # the *file*, skipping the rest of the frame, and runs what follows.
+    frame = b"\x8c\x05ab"
+    return torch_zip(P.proto(4) + b"\x95" + struct.pack("<Q", len(frame)) + frame +
+                     b"cde.!" + _bare(c))
+
 S = Sample
 SAMPLES: list[Sample] = [
     # -- plain calls ---------------------------------------------------------------------------
@@ -690,6 +757,30 @@ SAMPLES: list[Sample] = [
       "onnx-external-path", _onnx_outside, needs="onnx"),
     S("duplicate_key.safetensors", "a safetensors header that repeats a key", "",
       "safetensors-header", _safetensors_bad),
+    # -- any first byte, parse parity (issue #7) -------------------------------------------------
+    S("first_opcode_int.bin", "a pickle that starts with a text INT, no PROTO", "",
+      "gadget-import", _first_int),
+    S("first_opcode_string.bin", "a pickle that starts with a STRING", "", "gadget-import",
+      _first_string),
+    S("first_opcode_binbytes.bin", "a pickle that starts like a float buffer (SHORT_BINBYTES)",
+      "", "gadget-import", _first_binbytes),
+    S("zip_member_any_opcode.pt", "a zip member that is a pickle starting with INT", "",
+      "gadget-import", _member_any_opcode),
+    S("storage_any_opcode.pt", "a storage member that is a pickle starting with BININT1", "",
+      "gadget-import", _storage_any_opcode),
+    S("stacked_no_proto.pkl", "a second pickle with no PROTO after a benign one", "",
+      "gadget-import", _stacked_no_proto),
+    S("long_text_line.pkl", "a text operand of 70 000 bytes (CPython has no line limit)", "",
+      "gadget-import", _long_line),
+    S("int_octal.pkl", "INT 010: _pickle.c reads octal 8 (strtol base 0)", "",
+      "gadget-import", _int_octal),
+    S("int_nul.pkl", "INT 12\\0junk: _pickle.c stops at the NUL", "", "gadget-import",
+      _int_nul),
+    S("long_base0.pkl", "LONG 0x10L: int(text, 0)", "", "gadget-import", _long_base0),
+    S("setitem_on_list.pkl", "SETITEM on a list (PyObject_SetItem takes any target)", "",
+      "gadget-import", _setitem_list),
+    S("frame_straddle.pt", "an opcode across a FRAME's end: torch.load reads data.pkl from "
+      "io.BytesIO and skips the rest of the frame", "", "gadget-import", _frame_straddle),
 ]
 
 

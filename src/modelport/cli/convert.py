@@ -6,6 +6,8 @@ Hugging Face sharded layout, with config and tokenizer files of a folder SRC cop
 By default the weights are written and a note says what was left out; --full keeps the whole
 checkpoint (optimizer state, epoch, ...) so that it can be converted back and resumed.
 DST is written through a temporary sibling and renamed: an error or Ctrl-C leaves no partial DST.
+Every source file is scanned first: an unsafe file, or one the scanner could not judge in full,
+is refused unless --allow-unsafe.
 
 examples:
   modelport convert model.pth model.safetensors
@@ -80,7 +82,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on "
                    "stdout (files written, tensors, bytes, notes, verification)")
     p.add_argument("--allow-unsafe", action="store_true",
-                   help="convert a source the scanner flags (it is never executed either way)")
+                   help="convert a source the scanner calls unsafe or could not judge in full "
+                   "(it is never executed either way); the scan itself always runs")
 
 
 class Progress:

@@ -192,17 +192,25 @@ def _check_sources(files: set[str], dst: str) -> None:
 
 
 def _scan(files: set[str], allow_unsafe: bool) -> None:
-    """Refuse a source the scanner calls unsafe (it is never run; its output would look safe)."""
-    try:
-        from ..scan import scan_file  # type: ignore[attr-defined]
-    except ImportError:
-        return
+    """Refuse a source the scanner calls unsafe, or could not judge in full (an error: the
+    part it could not read may hold what it would have flagged). modelport never runs the
+    source, but its output would look safe. The scanner is part of the core: if it cannot be
+    imported the install is broken, and that is raised, never skipped."""
+    from ..scan import scan_file
+
     for f in sorted(files):
-        result = scan_file(f)
-        if getattr(result, "verdict", None) == "unsafe" and not allow_unsafe:
-            raise UnsafeInput("the scanner found code a loader would run in this file",
-                              path=f, hint="modelport never runs it; see `modelport scan`, and "
-                              "use --allow-unsafe to convert its tensors anyway")
+        report = scan_file(f)
+        if allow_unsafe:
+            continue
+        if report.verdict == "unsafe":
+            raise UnsafeInput(f"the scanner found code a loader would run in this file "
+                              f"({report.reason})", path=f,
+                              hint="modelport never runs it; see `modelport scan`, and use "
+                              "--allow-unsafe to convert its tensors anyway")
+        if report.errors:
+            raise UnsafeInput(f"the scanner could not judge all of this file: "
+                              f"{report.errors[0]}", path=f,
+                              hint="see `modelport scan`; --allow-unsafe converts it anyway")
 
 
 def _refuse_if_unsafe(src: str, exc: InputError, allow_unsafe: bool) -> None:
@@ -211,10 +219,8 @@ def _refuse_if_unsafe(src: str, exc: InputError, allow_unsafe: bool) -> None:
     weight files are scanned, at its top level only: SRC may be any folder at all."""
     if allow_unsafe:
         return
-    try:
-        from ..scan import scan_file
-    except ImportError:
-        return
+    from ..scan import scan_file
+
     try:
         names = sorted(os.listdir(src))[:10_000] if os.path.isdir(src) else None
     except OSError:

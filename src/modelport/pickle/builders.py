@@ -264,6 +264,8 @@ def _finish_array(m: Machine, pending: _PendingArray, state: Any) -> Any:
 
 def build_state(m: Machine, obj: Any, state: Any) -> None:
     """BUILD: restore ``state`` onto the object on top of the stack, symbolically."""
+    # load_build calls inst.__setstate__(state) when the class has one: its code runs.
+    m.method_call(obj, "__setstate__", state, "BUILD")
     if isinstance(obj, Opaque):
         if isinstance(state, tuple) and len(state) == 2 and all(
             s is None or isinstance(s, dict) for s in state

@@ -16,6 +16,7 @@ modelport can read the file.
 from __future__ import annotations
 
 import codecs
+import re
 import reprlib
 import struct
 from collections.abc import Callable
@@ -125,6 +126,7 @@ class Machine:
         builders: dict[str, Callable[..., Any]] | None = None,
         limits: Limits = DEFAULT_LIMITS,
         strict: bool = False,
+        file_mode: bool = False,
     ) -> None:
         from .builders import BUILDERS
 
@@ -138,6 +140,12 @@ class Machine:
         self.builders = BUILDERS if builders is None else builders
         self.limits = limits
         self.strict = strict  # a BadRecord from a builder is an error, not an inert call
+        # How bytes are read (see ``read``): False as pickle.loads reads a bytes object, True as
+        # the C unpickler reads a file object without peek() (io.BytesIO: torch's data.pkl).
+        self.file_mode = file_mode
+        self.buf_end = start  # the end of the C unpickler's input buffer (a FRAME's end)
+        self.straddled = False  # an opcode read across the end of a frame
+        self.truncated = False  # it stopped because the bytes ran out (not at a bad opcode)
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
         self.memo: dict[int, Any] = {}
@@ -146,11 +154,16 @@ class Machine:
         self.anomalies: list[Anomaly] = []
         self.proto = 0
         self.ops = 0
-        self.frame_end: int | None = None
         self.op_offset = start
         # Byte ranges a loader's own reader steps over (joblib's array data): the scanner
         # judges them too, as pickle.load, which does not step over them, reads them.
         self.skipped: list[tuple[int, int]] = []
+
+    @property
+    def frame_end(self) -> int | None:
+        """Where the FRAME being read ends (the end of the C unpickler's buffer), or None
+        outside frames."""
+        return self.buf_end if self.pos < self.buf_end else None
 
     # -- errors and small readers -------------------------------------------------------
 
@@ -168,28 +181,68 @@ class Machine:
         self.anomalies.append(Anomaly(kind, self.base + self.op_offset, detail))
 
     def read(self, n: int) -> bytes | memoryview:
-        end = self.pos + n
-        if n < 0 or end > len(self.data):
-            raise self.error(
-                f"pickle ends inside {OPCODE_NAMES.get(bytes(self.data[self.op_offset : self.op_offset + 1]), 'an opcode')}"
-                f" (needs {n} bytes)",
-                hint="the file is truncated or corrupt",
-            )
-        chunk = self.data[self.pos : end]
+        """``n`` bytes, as CPython's unpickler reads them. Outside frames every reading is the
+        same. Inside a FRAME the C unpickler holds the frame in a buffer; a read that runs past
+        its end is served from the *file* in file mode (the rest of the frame is skipped,
+        ``_Unpickler_ReadImpl``) and from the bytes that follow in bytes mode."""
+        if n < 0:
+            raise self.error(f"a negative length ({n}) in {self._opname()}",
+                             hint="the file is corrupt")
+        pos = self._straddle(self.pos + n)
+        end = pos + n
+        if end > len(self.data):
+            self.truncated = True
+            raise self.error(f"pickle ends inside {self._opname()} (needs {n} bytes)",
+                             hint="the file is truncated or corrupt")
         self.pos = end
-        return chunk
+        return self.data[pos:end]
+
+    def _straddle(self, end: int) -> int:
+        """Where a read that would end at ``end`` starts; moves the buffer end past it."""
+        pos = self.pos
+        if end > self.buf_end:
+            if pos < self.buf_end:
+                self.straddled = True
+                self.note("frame", f"{self._opname()} runs past the end of its FRAME at byte "
+                          f"{self.base + self.buf_end}")
+                if self.file_mode:
+                    pos = self.buf_end  # the C unpickler drops the rest of the frame
+            self.buf_end = pos + (end - self.pos)
+        return pos
+
+    def _opname(self) -> str:
+        return OPCODE_NAMES.get(bytes(self.data[self.op_offset:self.op_offset + 1]), "an opcode")
+
+    def _find_newline(self, pos: int) -> int:
+        data = self.data
+        if isinstance(data, bytes):
+            return data.find(b"\n", pos)
+        step, n = 4096, len(data)
+        while pos < n:  # no length limit: CPython reads a line of any length
+            i = bytes(data[pos:pos + step]).find(b"\n")
+            if i >= 0:
+                return pos + i
+            pos += step
+            step = min(step * 2, 1 << 24)
+        return -1
 
     def readline(self) -> bytes:
-        data, pos = self.data, self.pos
-        if isinstance(data, bytes):
-            end = data.find(b"\n", pos, pos + _MAX_LINE)
-        else:
-            end = bytes(data[pos : pos + _MAX_LINE]).find(b"\n")
-            end = end + pos if end >= 0 else end
-        if end < 0:
+        """A text operand without its newline. CPython's readline has no length limit."""
+        pos = self.pos
+        nl = self._find_newline(pos)
+        if nl >= self.buf_end > pos:  # the line runs past the end of its frame
+            self.straddled = True
+            self.note("frame", f"a text line of {self._opname()} runs past the end of its "
+                      f"FRAME at byte {self.base + self.buf_end}")
+            if self.file_mode:  # C reads a fresh line from the file, dropping the rest
+                pos = self.buf_end
+                nl = self._find_newline(pos)
+        if nl < 0:
+            self.truncated = True
             raise self.error("pickle ends inside a text line", hint="the file is truncated")
-        self.pos = end + 1
-        return bytes(data[pos:end])
+        self.pos = nl + 1
+        self.buf_end = max(self.buf_end, self.pos)
+        return bytes(self.data[pos:nl])
 
     def pop_mark(self) -> list[Any]:
         if not self.metastack:
@@ -234,7 +287,24 @@ class Machine:
             self.note("dunder-name", f"{module}.{name}")
         return Ref(module, name)
 
+    def method_call(self, target: Any, method: str, args: Any, opcode: str) -> bool:
+        """CPython calls ``target.<method>(args)`` on anything that is not a plain container
+        (do_append, do_setitems, load_additems, load_build). On a global or an object modelport
+        did not build, that is a call of code its class brings: recorded as a call of the class.
+        A value a builder made (a tensor, an array) comes from an allowlisted class and stays
+        as it is. Returns False for plain data (the caller decides what CPython does)."""
+        if isinstance(target, _PLAIN):
+            return False
+        name = target.qualname if isinstance(target, Ref) else \
+            target.cls if isinstance(target, Opaque) else None
+        if name is not None:
+            self.calls.append(Call(name, args, f"{opcode}:{method}", self.base + self.op_offset))
+        return True
+
     def call(self, func: Any, args: Any, opcode: str, kwargs: Any = None) -> Any:
+        if isinstance(func, _PLAIN):
+            # CPython raises here (TypeError: not callable; NEWOBJ: not a type): nothing runs.
+            raise self.error(f"{opcode} calls a {type(func).__name__}, which is not callable")
         if not isinstance(func, Ref):
             self.note("computed-call", f"{opcode} calls a value built at run time: {brief(func)}")
             return Opaque(f"<call of {brief(func)}>", args, how=opcode.lower())
@@ -265,12 +335,13 @@ class Machine:
         max_ops = self.limits.pickle_ops
         while True:
             if self.pos >= n:
+                self.truncated = True
                 raise self.error("pickle ends without STOP", hint="the file is truncated")
-            if self.frame_end is not None and self.pos >= self.frame_end:
-                self.frame_end = None
             self.op_offset = self.pos
             op = data[self.pos]
             self.pos += 1
+            if self.pos > self.buf_end:
+                self.buf_end = self.pos
             self.ops += 1
             if self.ops > max_ops:
                 raise self.error(f"more than {max_ops} opcodes", LimitExceeded)
@@ -287,7 +358,9 @@ class Machine:
             except MemoryError:
                 raise self.error("out of memory building a value", LimitExceeded) from None
             if done:
-                return self.stack.pop() if self.stack else None
+                if not self.stack:  # Pdata_pop: "unpickling stack underflow"
+                    raise self.error("STOP with an empty stack")
+                return self.stack.pop()
 
     @property
     def end(self) -> int:
@@ -309,35 +382,93 @@ _PY2_MODULES = {
 }
 
 
+# -- text operands, read as CPython reads them ------------------------------------------------
+#
+# Two unpicklers read protocol 0 text, and a scanner must accept what either accepts:
+#   Lib/pickle.py      int(line, 0) / float(line) / int(line): Python's number syntax, whitespace
+#                      and underscores allowed, no NUL
+#   Modules/_pickle.c  strtol(line, 0) then PyLong_FromString(line, 0): C's syntax (010 is
+#                      octal 8), and the line ends at its first NUL ("12\0junk\n" is 12)
+_STRTOL = re.compile(rb"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+
+
+def _c_text(line: bytes) -> bytes:
+    """The line as C functions see it: up to its first NUL (the copy is NUL-terminated)."""
+    nul = line.find(b"\0")
+    return line + b"\n" if nul < 0 else line[:nul]
+
+
+def _py_int(text: bytes, base: int) -> int | None:
+    try:
+        return int(text, base)
+    except ValueError as exc:
+        if "limit" in str(exc):  # sys.int_info.default_max_str_digits (3.11+); older Pythons
+            return _BIG  # read the number: the stream goes on
+        return None
+
+
+_BIG = -(1 << 64) + 12345  # stands for an int of more digits than this interpreter converts
+
+
+def parse_int_line(line: bytes) -> int | None:
+    """INT's operand (without its newline) as either unpickler reads it, or None."""
+    if line in (b"00", b"01"):
+        return line == b"01"
+    text = _c_text(line)
+    m = _STRTOL.match(text)
+    if m is not None and text[m.end():] in (b"", b"\n"):
+        value = int(m.group(1) + m.group(2), 0 if not m.group(2).startswith(b"0") or
+                    m.group(2)[1:2] in (b"x", b"X") else 8)
+        if -(1 << 63) <= value < (1 << 63):  # else strtol's ERANGE: PyLong_FromString decides
+            return bool(value) if len(line) == 2 and value in (0, 1) else value
+    value = _py_int(text, 0)
+    if value is None and b"\0" not in line:
+        value = _py_int(line, 0)  # pickle.py
+    return value
+
+
+def parse_long_line(line: bytes) -> int | None:
+    """LONG's operand: a trailing L is dropped (optional since Python 3.0), base 0."""
+    if line.endswith(b"L"):
+        line = line[:-1]
+    value = _py_int(_c_text(line), 0)
+    if value is None and b"\0" not in line:
+        value = _py_int(line, 0)
+    return value
+
+
+def _number(m: Machine, what: str, value: Any, line: bytes) -> Any:
+    if value is None:
+        raise m.error(f"{what} operand is not a number: {line[:40]!r}")
+    if value is _BIG or (isinstance(value, int) and value == _BIG):
+        m.note("big-int", f"{what} operand of {len(line)} digits: Python 3.11+ refuses it "
+               "(int_max_str_digits), older Pythons read it and go on")
+    return value
+
+
 def _int_line(m: Machine) -> None:
     line = m.readline()
-    if line in (b"00", b"01"):
-        m.stack.append(line == b"01")
-        return
-    try:
-        m.stack.append(int(line))
-    except ValueError:
-        raise m.error(f"INT operand is not a number: {line[:40]!r}") from None
+    m.stack.append(_number(m, "INT", parse_int_line(line), line))
 
 
 def _long_line(m: Machine) -> None:
     line = m.readline()
-    try:
-        m.stack.append(int(line[:-1] if line.endswith(b"L") else line))
-    except ValueError:
-        raise m.error(f"LONG operand is not a number: {line[:40]!r}") from None
+    m.stack.append(_number(m, "LONG", parse_long_line(line), line))
 
 
 def _float_line(m: Machine) -> None:
     line = m.readline()
-    try:
-        m.stack.append(float(line))
-    except ValueError:
-        raise m.error(f"FLOAT operand is not a number: {line[:40]!r}") from None
+    for text in (line, _c_text(line).rstrip(b"\n")):
+        try:
+            m.stack.append(float(text))
+            return
+        except ValueError:
+            continue
+    raise m.error(f"FLOAT operand is not a number: {line[:40]!r}")
 
 
 def _string_line(m: Machine) -> None:
-    line = m.readline().rstrip(b"\r")
+    line = m.readline()  # no \r stripping: both unpicklers compare the raw first and last byte
     if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
         raise m.error("STRING operand is not quoted")
     try:
@@ -377,6 +508,7 @@ _u1, _u2, _u4, _u8, _i4 = (_sized(f, s) for f, s in (("<B", 1), ("<H", 2), ("<I"
 
 def _length(m: Machine, n: int) -> int:
     if n > len(m.data) - m.pos:
+        m.truncated = True
         raise m.error(f"a length of {n} bytes runs past the end of the pickle",
                       hint="the file is truncated or corrupt")
     return n
@@ -420,18 +552,32 @@ def _proto(m: Machine) -> None:
 
 
 def _frame(m: Machine) -> None:
-    size = _u8(m)
-    if m.frame_end is not None and m.op_offset < m.frame_end:
+    if m.pos < m.buf_end:
         m.note("frame", "FRAME starts inside the previous frame")
-    if size > len(m.data) - m.pos:
+    size = _u8(m)
+    # The C unpickler reads the whole frame into its buffer, then rewinds to its start
+    # (load_frame); a frame inside a frame that ends in the buffer changes nothing.
+    pos = m._straddle(m.pos + size)
+    if pos + size > len(m.data):
+        m.truncated = True
         m.note("frame", f"FRAME of {size} bytes runs past the end")
         raise m.error(f"FRAME of {size} bytes runs past the end of the pickle")
-    m.frame_end = m.pos + size
+    m.pos = pos
+
+
+def _name_line(m: Machine, opcode: str, encoding: str) -> str:
+    line = m.readline()
+    if not line:  # C: bad_readline; pickle.py: __import__("") raises
+        raise m.error(f"{opcode} has an empty module or name")
+    try:
+        return line.decode(encoding)  # GLOBAL: UTF-8, INST: ASCII, both strict
+    except UnicodeDecodeError:
+        raise m.error(f"{opcode} operand is not {encoding.upper()}: {line[:40]!r}") from None
 
 
 def _global(m: Machine) -> None:
-    module = m.readline().decode("utf-8", "replace")
-    name = m.readline().decode("utf-8", "replace")
+    module = _name_line(m, "GLOBAL", "utf-8")
+    name = _name_line(m, "GLOBAL", "utf-8")
     m.stack.append(m.find_class(module, name, "GLOBAL"))
 
 
@@ -442,8 +588,9 @@ def _stack_global(m: Machine) -> None:
 
 
 def _inst(m: Machine) -> None:
-    module = m.readline().decode("utf-8", "replace")
-    name = m.readline().decode("utf-8", "replace")
+    # pickle.py imports before it looks for the MARK (_pickle.c looks first): judge the import.
+    module = _name_line(m, "INST", "ascii")
+    name = _name_line(m, "INST", "ascii")
     cls = m.find_class(module, name, "INST")
     args = tuple(m.pop_mark())
     m.stack.append(m.call(cls, args, "INST"))
@@ -488,6 +635,8 @@ def _build(m: Machine) -> None:
 def _ext(reader: Callable[[Machine], int]) -> Callable[[Machine], None]:
     def op(m: Machine) -> None:
         code = reader(m)
+        if code <= 0:  # load_extension: "EXT specifies code <= 0"
+            raise m.error(f"EXT specifies code {code} <= 0")
         # The extension registry (copyreg) maps codes to arbitrary globals: a loader imports them.
         m.note("ext", f"extension code {code} names a global through copyreg's registry")
         m.globals.append(GlobalRef("copyreg", f"<extension {code}>", "EXT", m.base + m.op_offset,
@@ -497,7 +646,11 @@ def _ext(reader: Callable[[Machine], int]) -> Callable[[Machine], None]:
 
 
 def _persid(m: Machine) -> None:
-    pid = m.readline().decode("ascii", "replace")
+    line = m.readline()
+    try:
+        pid = line.decode("ascii")  # both unpicklers: "persistent IDs in protocol 0 must be ASCII"
+    except UnicodeDecodeError:
+        raise m.error(f"PERSID operand is not ASCII: {line[:40]!r}") from None
     m.stack.append(_persistent(m, pid))
 
 
@@ -521,6 +674,10 @@ def _mark(m: Machine) -> None:
 
 def _setitems(m: Machine) -> None:
     items = m.pop_mark()
+    if not m.stack:
+        raise m.error("SETITEMS without a target")
+    if not items:
+        return  # do_setitems: nothing to do, whatever the target is
     if len(items) % 2:
         raise m.error("SETITEMS with an odd number of items")
     _set_into(m, list(zip(items[::2], items[1::2])))
@@ -529,12 +686,14 @@ def _setitems(m: Machine) -> None:
 def _setitem(m: Machine) -> None:
     value = m.pop()
     key = m.pop()
+    if not m.stack:
+        raise m.error("SETITEM without a target")
     _set_into(m, [(key, value)])
 
 
 def _set_into(m: Machine, pairs: list[tuple[Any, Any]]) -> None:
-    if not m.stack:
-        raise m.error("SETITEM without a dict")
+    """``target[key] = value`` as PyObject_SetItem does it: a dict, a list or bytearray by
+    index, or any object's ``__setitem__`` (a call of its class)."""
     target = m.stack[-1]
     if isinstance(target, dict):
         for k, v in pairs:
@@ -543,44 +702,68 @@ def _set_into(m: Machine, pairs: list[tuple[Any, Any]]) -> None:
                 target[k] = v
             except TypeError:  # an unhashable key: a loader would fail here too
                 raise m.error(f"unhashable dict key {type(k).__name__}") from None
-    elif isinstance(target, Opaque):
-        target.setitems.extend(pairs)
+    elif m.method_call(target, "__setitem__", pairs, "SETITEM"):
+        if isinstance(target, Opaque):
+            target.setitems.extend(pairs)
+    elif isinstance(target, (list, bytearray)):
+        for k, v in pairs:
+            try:
+                target[k] = v
+            except (TypeError, IndexError, ValueError) as exc:
+                raise m.error(f"SETITEM on a {type(target).__name__}: {exc}") from None
     else:
         raise m.error(f"SETITEM on a {type(target).__name__}")
 
 
 def _appends(m: Machine) -> None:
-    _append_into(m, m.pop_mark())
+    items = m.pop_mark()
+    if not m.stack:
+        raise m.error("APPENDS without a target")
+    if items:  # do_append: nothing to do, whatever the target is
+        _append_into(m, items)
 
 
 def _append(m: Machine) -> None:
-    _append_into(m, [m.pop()])
+    item = m.pop()
+    if not m.stack:
+        raise m.error("APPEND without a target")
+    _append_into(m, [item])
 
 
 def _append_into(m: Machine, items: list[Any]) -> None:
-    if not m.stack:
-        raise m.error("APPEND without a list")
+    """A list is extended; anything else has its ``extend`` (or ``append``) called."""
     target = m.stack[-1]
     if isinstance(target, list):
         target.extend(items)
-    elif isinstance(target, Opaque):
-        target.items.extend(items)
+    elif m.method_call(target, "extend", items, "APPEND"):
+        if isinstance(target, Opaque):
+            target.items.extend(items)
+    elif isinstance(target, bytearray):  # the one other builtin with extend()
+        try:
+            target.extend(items)
+        except (TypeError, ValueError) as exc:
+            raise m.error(f"APPEND on a bytearray: {exc}") from None
     else:
         raise m.error(f"APPEND on a {type(target).__name__}")
 
 
 def _additems(m: Machine) -> None:
     items = m.pop_mark()
-    if not m.stack or not isinstance(m.stack[-1], (set, Opaque)):
+    if not m.stack:
         raise m.error("ADDITEMS without a set")
+    if not items:
+        return
     target = m.stack[-1]
     if isinstance(target, set):
-        for item in items:
-            check_key(m, item)
-    try:
-        target.update(items) if isinstance(target, set) else target.items.extend(items)
-    except TypeError:
-        raise m.error("unhashable set item") from None
+        try:
+            target.update(_hashable(m, items, "set"))
+        except TypeError:
+            raise m.error("unhashable set item") from None
+    elif m.method_call(target, "add", items, "ADDITEMS"):
+        if isinstance(target, Opaque):
+            target.items.extend(items)
+    else:
+        raise m.error(f"ADDITEMS on a {type(target).__name__}")
 
 
 _KEY_DEPTH = 100  # tuples in tuples (and frozensets) in one dict key or set item
@@ -653,11 +836,16 @@ def _put(key_reader: Callable[[Machine], int]) -> Callable[[Machine], None]:
 
 
 def _line_int(m: Machine) -> int:
+    """GET/PUT's memo key: base 10 (PyLong_FromString(s, NULL, 10) in C, int() in pickle.py)."""
     line = m.readline()
-    try:
-        return int(line)
-    except ValueError:
-        raise m.error(f"memo key is not a number: {line[:40]!r}") from None
+    key = _py_int(_c_text(line), 10)
+    if key is None and b"\0" not in line:
+        key = _py_int(line, 10)
+    if key is None or key == _BIG:
+        raise m.error(f"memo key is not a number: {line[:40]!r}")
+    if key < 0:
+        raise m.error(f"negative memo key {key}")
+    return key
 
 
 def _memoize(m: Machine) -> None:
@@ -719,7 +907,9 @@ def _bytearray8(m: Machine) -> None:
     m.stack.append(bytearray(m.read(_length(m, _u8(m)))))
 
 
-_MAX_LINE = 1 << 16  # longest text-opcode line (protocol 0 names and numbers)
+# Values CPython cannot call (REDUCE: not callable; NEWOBJ: not a type).
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set,
+          frozenset)
 
 _DISPATCH_BY_BYTE: dict[bytes, Callable[[Machine], Any]] = {
     b"(": _mark, b".": _stop, b"0": _pop, b"1": lambda m: m.pop_mark() and None, b"2": _dup,

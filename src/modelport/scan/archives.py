@@ -99,6 +99,10 @@ def scan_path(scan: Scan, path: str) -> None:
             _generic(scan, path, probe.head, probe.size)
     else:
         _generic(scan, path, probe.head, probe.size)
+    if not scan.from_zero:
+        # Whatever the format, pickle.load / torch.load(weights_only=False) on this file
+        # parses it as a pickle from byte 0 (torch.load does for anything but a zip).
+        scan_pickle_file(scan, path, label=False)
     if not probe.head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         _polyglot(scan, path, probe.size)
 
@@ -127,24 +131,20 @@ def _generic(scan: Scan, path: str, head: bytes, size: int) -> None:
                 _close(mm)
         return
     kind = compress.kind_of(head)
-    strength = pickle_strength(head)
     tar = tarfmt.is_tar(head)
-    if not (kind or tar or strength):
-        return
     mm, data = _mapped(path)
     try:
         if kind:
             rep.format = rep.format or f"compressed-{kind}"
             scan_compressed(scan, data, kind, member=None)
         if kind in compress.MAGIC_KINDS:
-            return  # a magic number: nothing else reads these bytes
+            return  # a magic number no pickle reading gets past (scan_path still tries)
         if tar:
             rep.format = rep.format or "tar"
             scan_tar(scan, data, member=None)
-        if strength:
-            # The same bytes may also be a tar or a no-magic stream: every reading is judged.
-            rep.format = rep.format or "pickle"
-            pickles.scan_stream(scan, data, member=None, loader=strength == 2)
+        # The same bytes may also be a tar or a no-magic stream: every reading is judged. Any
+        # bytes are a pickle to CPython until an invalid opcode: parsed from byte 0.
+        _pickle_from_zero(scan, data, label=True)
     finally:
         del data
         if mm is not None:
@@ -158,15 +158,25 @@ def scan_zip_file(scan: Scan, path: str) -> None:
     scan_zip(scan, path, member=None)
 
 
-def scan_pickle_file(scan: Scan, path: str) -> None:
+def scan_pickle_file(scan: Scan, path: str, label: bool = True) -> None:
+    """The file as a pickle from byte 0 (stacked pickles to its end)."""
     mm, data = _mapped(path)
     try:
-        pickles.scan_stream(scan, data, member=None,
-                            loader=pickle_strength(bytes(data[:80])) == 2)
+        _pickle_from_zero(scan, data, label)
     finally:
         del data
         if mm is not None:
             _close(mm)
+
+
+def _pickle_from_zero(scan: Scan, data: memoryview, label: bool) -> None:
+    """``label``: name the format "pickle" if no format claimed the file and the parse judged
+    something."""
+    scan.from_zero = True
+    before = len(scan.report.scanned)
+    pickles.scan_stream(scan, data, member=None, loader=pickle_strength(bytes(data[:80])) == 2)
+    if label and scan.report.format is None and len(scan.report.scanned) > before:
+        scan.report.format = "pickle"
 
 
 def scan_npy_file(scan: Scan, path: str) -> None:
@@ -302,16 +312,16 @@ def _member(scan: Scan, archive: ZipArchive, fd: int, buf: memoryview, m: ZipMem
         scan.add(S.MEDIUM, "zip-crc", f"local CRC {lcrc:08x} differs from central {m.crc:08x}",
                  member=name, offset=m.header_offset, why=_CRC_WHY)
     head = _head(archive, fd, m, 512)
-    if storage and not loader:
-        if not m.stored:
-            scan.add(S.MEDIUM, "compressed-storage", f"tensor storage compressed with method "
-                     f"{m.method}", member=name, offset=m.header_offset,
-                     why="torch never compresses storages: readers that map them in place and "
-                     "torch see different bytes")
-        if not pickle_strength(head):
-            return  # tensor bytes: only their first bytes are looked at
-    elif not (loader or pickle_strength(head) or compress.kind_of(head) or
-              head.startswith((b"\x93NUMPY", b"PK\x03\x04", SEVEN_Z)) or tarfmt.is_tar(head)):
+    if storage and not loader and not m.stored:
+        scan.add(S.MEDIUM, "compressed-storage", f"tensor storage compressed with method "
+                 f"{m.method}", member=name, offset=m.header_offset,
+                 why="torch never compresses storages: readers that map them in place and "
+                 "torch see different bytes")
+    if not (loader or m.stored or pickle_strength(head) or compress.kind_of(head) or
+            head.startswith((b"\x93NUMPY", b"PK\x03\x04", SEVEN_Z)) or tarfmt.is_tar(head)) \
+            and not pickles.may_be_pickle(head, m.usize):
+        # A compressed member whose first bytes CPython would already refuse as a pickle:
+        # the whole member would be refused at the same opcode, no need to inflate it.
         return
     if head.startswith(b"\x93NUMPY") and not _npy_has_object(head):
         scan.note_scanned(f"{name} (.npy header)")
@@ -322,7 +332,9 @@ def _member(scan: Scan, archive: ZipArchive, fd: int, buf: memoryview, m: ZipMem
     if len(data) <= _SMALL and (loader or not storage) and zlib.crc32(data) != m.crc:
         scan.add(S.MEDIUM, "zip-crc", f"CRC {zlib.crc32(data):08x} of the data differs from "
                  f"the recorded {m.crc:08x}", member=name, offset=m.header_offset, why=_CRC_WHY)
-    if loader or pickle_strength(head):
+    if loader or pickle_strength(head) or storage:
+        # Every member, storages too, is parsed as a pickle from its first byte: tensor bytes
+        # stop CPython's parser within a few opcodes, a payload does not.
         pickles.scan_stream(scan, data, member=name, base=base,
                             loader=loader or (pickle_strength(head) == 2 and not storage),
                             torchscript=torchscript)

@@ -29,8 +29,9 @@ _WEAK_FIRST = frozenset(b"(}])N")
 
 
 def pickle_strength(head: bytes | memoryview) -> int:
-    """2: PROTO 2..5 then an opcode (certainly a pickle); 1: could be a protocol 0/1 pickle
-    (parse it, and believe it only if it names a global); 0: not a pickle."""
+    """A hint, not a decision (every run of bytes is parsed as a pickle from byte 0; see
+    ``pickles.scan_one``): 2: PROTO 2..5 then an opcode, written as a pickle, so a broken
+    parse is an error; 1: looks like a protocol 0/1 pickle; 0: no sign of one."""
     head = bytes(head[:80])
     if len(head) >= 2 and head[0] == 0x80 and head[1] <= 5:
         if len(head) == 2 or head[2] in _OPCODES:
@@ -82,6 +83,7 @@ class Scan:
     strict: bool = False
     report: FileReport = field(init=False)
     depth: int = 0  # nesting of payloads inside payloads
+    from_zero: bool = False  # the file itself was parsed as a pickle from byte 0
     _seen: set[tuple[Any, ...]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -145,9 +147,10 @@ class Scan:
                     archives.scan_compressed(self, data, kind, member=member, base=base)
                 if is_tar(head):
                     archives.scan_tar(self, data, member=member)
-                if pickle_strength(head) or loader:
-                    pickles.scan_stream(self, data, member=member, base=base,
-                                        loader=loader or pickle_strength(head) == 2)
+                # Any bytes are a pickle to CPython until an invalid opcode: parsed from byte
+                # 0 whatever it is, judged if the parse reaches an import, a call or a STOP.
+                pickles.scan_stream(self, data, member=member, base=base,
+                                    loader=loader or pickle_strength(head) == 2)
         finally:
             self.depth -= 1
 

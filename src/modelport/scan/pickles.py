@@ -30,14 +30,13 @@ from ..model import Opaque, Storage, TensorEntry
 from ..pickle import Machine, StorageRef
 from ..pickle.machine import OPCODE_NAMES, Ref
 from . import policy
-from .context import Scan, decompress_errors, decompressor, pickle_strength
+from .context import Scan, decompress_errors, decompressor
 from .findings import Severity
 
-__all__ = ["scan_stream", "scan_one", "torch_persistent_load", "LEGACY_MAGIC"]
+__all__ = ["scan_stream", "scan_one", "may_be_pickle", "torch_persistent_load", "LEGACY_MAGIC"]
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch/serialization.py MAGIC_NUMBER
 _MAX_STACKED = 10_000  # pickles in one stream
-_IDENT = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 S = Severity
 # Machine anomaly kind -> (severity, rule, why it matters). dotted/dunder names are judged with
@@ -102,19 +101,21 @@ def torch_persistent_load(scan: Scan, member: str | None,
 def scan_one(scan: Scan, data: bytes | memoryview, pos: int, *, member: str | None, base: int,
              loader: bool, torchscript: bool = False,
              persistent: Callable[[Any, int], Any] | None = None) -> tuple[bool, Any, int]:
-    """Run one pickle at ``data[pos:]`` and judge it. Returns (it was a pickle, value, end);
-    ``loader=False`` means the bytes only looked like a pickle: a parse that fails before naming
-    an importable global is not a pickle, and is dropped without a word."""
-    m = Machine(data, pos, base=base, member=member, path=scan.path, persistent_load=persistent,
-                limits=scan.limits)
-    error: Exception | None = None
-    value = None
-    try:
-        value = m.run()
-    except (ModelportError, RecursionError, MemoryError) as exc:
-        error = exc
-    if error is not None and not loader and not _names_importable(m):
-        return False, None, pos
+    """Run one pickle at ``data[pos:]`` as CPython would, and judge it. Returns (it was a
+    pickle, value, end).
+
+    Any bytes are a pickle to CPython's unpickler until it meets an invalid opcode, whatever
+    the first byte. ``loader=False`` (bytes no loader is known to unpickle) judges the stream
+    only if CPython would get as far as an import or a call, or to STOP; otherwise the bytes
+    are not a pickle and nothing is said. What a stream imported or called before it broke is
+    always judged, and the error is reported with it, never instead of it."""
+    m, value, error = _run(scan, data, pos, member=member, base=base, persistent=persistent)
+    if not loader and not _reached_code(m, error):
+        if isinstance(error, LimitExceeded) and not _uniform_tail(data, m.op_offset):
+            # CPython has no such limit and would go on: what follows was never judged.
+            loader = True
+        else:
+            return False, None, pos
     where = base + pos
     label = f"{member or 'pickle'} @{where}"
     scan.note_scanned(label)
@@ -123,16 +124,82 @@ def scan_one(scan: Scan, data: bytes | memoryview, pos: int, *, member: str | No
         # joblib.load steps over array bytes; pickle.load of the same file parses them.
         scan.bytes(m.data[start:end], member=f"{member or 'pickle'} (array bytes @{base + start})",
                    base=base + start)
+    if m.straddled:
+        # An opcode runs across a FRAME's end: the C unpickler reading a file object (torch's
+        # data.pkl, any pickle.load(f) without peek) sees other bytes than pickle.loads.
+        f, _, ferror = _run(scan, data, pos, member=member, base=base, persistent=persistent,
+                            file_mode=True)
+        _judge(scan, f, member, torchscript)
+        if ferror is not None:
+            _broken(scan, f, member, ferror, torchscript)
     if error is not None:
         _broken(scan, m, member, error, torchscript)
         return True, None, len(data)
     return True, value, m.end
 
 
-def _names_importable(m: Machine) -> bool:
-    """A loader gets as far as importing something only if the first global is a real name."""
-    first = m.globals[0] if m.globals else None
-    return first is not None and bool(_IDENT.match(first.module)) and bool(_IDENT.match(first.name))
+def _run(scan: Scan, data: bytes | memoryview, pos: int, *, member: str | None, base: int,
+         persistent: Callable[[Any, int], Any] | None,
+         file_mode: bool = False) -> tuple[Machine, Any, BaseException | None]:
+    m = Machine(data, pos, base=base, member=member, path=scan.path, persistent_load=persistent,
+                limits=scan.limits, file_mode=file_mode)
+    try:
+        return m, m.run(), None
+    except (ModelportError, RecursionError, MemoryError) as exc:
+        return m, None, exc
+    except Exception as exc:  # noqa: BLE001 - a machine bug must not hide what it recorded
+        return m, None, _Internal(f"{type(exc).__name__}: {exc}")
+
+
+class _Internal(Exception):
+    """A bug in modelport's machine, met while interpreting a stream."""
+
+
+# A name a loader could import: dotted components of word characters (or '-': __import__
+# takes any file name on sys.path). Lines of binary data that happen to follow a GLOBAL byte
+# are not: their import fails before any module code runs.
+_IMPORTABLE = re.compile(r"^[\w-]+(\.[\w-]+)*$")
+
+
+def _importable(g: Any) -> bool:
+    return bool(_IMPORTABLE.match(g.module)) and bool(_IMPORTABLE.match(g.name))
+
+
+def _reached_code(m: Machine, error: BaseException | None) -> bool:
+    """Whether CPython reading these bytes as a pickle would import or call something, or
+    finish a pickle (a STOP): then the stream is judged like any pickle."""
+    return error is None or any(_importable(g) for g in m.globals if g.opcode != "EXT") \
+        or bool(m.calls)
+
+
+def may_be_pickle(head: bytes, size: int) -> bool:
+    """Given only the first bytes of ``size``, whether the whole could be judged a pickle:
+    False when CPython's parser already stops inside ``head`` at a bad opcode, before any
+    import or call (the whole would stop at the same byte)."""
+    m = Machine(head)
+    try:
+        m.run()
+    except (ModelportError, RecursionError, MemoryError) as exc:
+        return _reached_code(m, exc) or (m.truncated and len(head) < size)
+    except Exception:  # noqa: BLE001 - a machine bug: read the whole member to find out
+        return True
+    return True
+
+
+def _uniform_tail(data: bytes | memoryview, pos: int) -> bool:
+    """Whether ``data[pos:]`` repeats one byte (a tensor of one value: 10 001 MARKs, 50M
+    NONEs): CPython runs out of bytes there without importing anything."""
+    n = len(data)
+    if pos >= n:
+        return True
+    step = 1 << 20
+    first = bytes(data[pos:pos + 1]) * step
+    while pos < n:
+        chunk = bytes(data[pos:pos + step])
+        if chunk != first[:len(chunk)]:
+            return False
+        pos += step
+    return True
 
 
 def _opcode_at(m: Machine, offset: int) -> str | None:
@@ -140,7 +207,7 @@ def _opcode_at(m: Machine, offset: int) -> str | None:
     return OPCODE_NAMES.get(bytes(m.data[i:i + 1])) if 0 <= i < len(m.data) else None
 
 
-def _broken(scan: Scan, m: Machine, member: str | None, error: Exception,
+def _broken(scan: Scan, m: Machine, member: str | None, error: BaseException,
             torchscript: bool) -> None:
     at = m.base + m.op_offset
     if isinstance(error, (LimitExceeded, RecursionError, MemoryError)):
@@ -154,7 +221,13 @@ def _broken(scan: Scan, m: Machine, member: str | None, error: Exception,
                  f"{ran[0]}", subject=ran[0], member=member, offset=at,
                  why="a loader runs the calls before it reaches the break; scanners that give "
                  "up on a broken pickle miss them")
-    msg = str(error) if isinstance(error, ModelportError) else f"{member or scan.path}: {error}"
+    if isinstance(error, ModelportError):
+        msg = str(error)
+    elif isinstance(error, _Internal):
+        msg = (f"{scan.path}: {member + ': ' if member else ''}byte {at}: internal error while "
+               f"interpreting the pickle ({error}); please report it")
+    else:
+        msg = f"{member or scan.path}: {error}"
     scan.error(msg)
 
 
@@ -327,18 +400,20 @@ def scan_stream(scan: Scan, data: bytes | memoryview, *, member: str | None, bas
     pos, count = start, 0
     legacy: dict[str, Any] | None = None
     while pos < n:
-        strength = pickle_strength(data[pos:pos + 80])
-        if count and not strength:
-            _trailing(scan, n - pos, member, base + pos)
-            return
         if count >= _MAX_STACKED:
             scan.add(S.MEDIUM, "limit", f"more than {_MAX_STACKED} stacked pickles",
                      member=member, offset=base + pos, why="the rest was not scanned")
             return
         load = persistent if callable(persistent) else (
             torch_persistent_load(scan, member, legacy) if persistent else None)
+        if not loader and count == 0 and not callable(persistent):
+            # Bytes not known to be a pickle: pickle.load (and torch.load's first pickle, the
+            # legacy magic number) resolves no persistent ids; the machine notes them.
+            load = None
+        # The second and later pickles are read like the first, from whatever byte follows
+        # the STOP (a loader calling load() again accepts any first opcode too).
         ok, value, end = scan_one(scan, data, pos, member=member, base=base,
-                                  loader=loader if count == 0 else strength == 2,
+                                  loader=loader if count == 0 else False,
                                   torchscript=torchscript, persistent=load)
         if not ok:
             if count:
