@@ -150,8 +150,11 @@ def scan(capsys: pytest.CaptureFixture[str], *paths: Path) -> tuple[int, dict]:
     assert isinstance(doc, dict)
     verdicts = {f["verdict"] for f in doc["files"]}
     assert not [e for f in doc["files"] for e in f["errors"] if "internal error" in e], doc
-    assert code == (1 if "unsafe" in verdicts else 2 if "error" in verdicts or not verdicts else 0)
-    assert doc["verdict"] == {0: "clean", 1: "unsafe", 2: "error"}[code]
+    assert code == (1 if verdicts & {"unsafe", "needs-code"} else
+                    2 if "error" in verdicts or not verdicts else 0)
+    assert doc["verdict"] == next((v for v in ("unsafe", "needs-code", "error") if v in verdicts),
+                                  "clean" if verdicts else "error")
+    assert sum(doc["counts"].values()) == len(doc["files"])
     scode, sout, _ = run(capsys, "scan", *paths, "--sarif")
     sarif = strict_json(sout)
     assert scode == code and sarif["version"] == "2.1.0"  # type: ignore[index]

@@ -52,9 +52,10 @@ def test_every_reader_fixture_exits_0(corpus: dict[str, Path],
 
 def test_whole_pickled_model_flags_only_its_own_classes(corpus: dict[str, Path]) -> None:
     report = scan_file(corpus[WHOLE_MODEL])
-    assert report.verdict == "unsafe"
+    assert report.verdict == "needs-code"  # its own classes: no gadget, but code to import
     flagged = {f.subject for f in report.unsafe_findings}
     assert flagged == {"train_netmod.Net", "train_netmod.Block"}
+    assert set(report.needs_code) == flagged
     assert all(f.rule == "unknown-import" for f in report.unsafe_findings)
     layers = {f.subject for f in report.findings if f.rule == "ecosystem-object"}
     assert "torch.nn.modules.linear.Linear" in layers
@@ -99,7 +100,7 @@ def test_lightning_checkpoint_with_hyperparameters(tmp_path: Path) -> None:
     _clean(report, strict_too=False)
     objects = {f.subject for f in report.findings if f.rule == "ecosystem-object"}
     assert "argparse.Namespace" in objects and any("AttributeDict" in o for o in objects)
-    assert scan_file(tmp_path / "last.ckpt", strict=True).verdict == "unsafe"
+    assert scan_file(tmp_path / "last.ckpt", strict=True).verdict == "needs-code"
 
 
 def test_transformers_training_args(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

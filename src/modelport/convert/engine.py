@@ -191,15 +191,25 @@ def _check_sources(files: set[str], dst: str) -> None:
                               f"({f})", path=dst, hint="name another DST")
 
 
-def _scan(files: set[str], allow_unsafe: bool) -> None:
+def _scan(files: set[str], allow_unsafe: bool) -> list[str]:
     """Refuse a source the scanner calls unsafe, or could not judge in full (an error: the
     part it could not read may hold what it would have flagged). modelport never runs the
     source, but its output would look safe. The scanner is part of the core: if it cannot be
-    imported the install is broken, and that is raised, never skipped."""
+    imported the install is broken, and that is raised, never skipped.
+
+    A *needs-code* source (a ``torch.save(model)`` file naming ``__main__.Net``) is not
+    refused: nothing in it is run, and its weights in safetensors are exactly the remedy.
+    Returns the notes that say which classes it names."""
     from ..scan import scan_file
 
+    notes: list[str] = []
     for f in sorted(files):
         report = scan_file(f)
+        if report.needs_code:
+            names = report.needs_code
+            notes.append(f"{os.path.basename(f)} names code off the allowlist, which "
+                         f"torch.load would import (modelport did not): "
+                         f"{', '.join(names[:6])}{' ...' if len(names) > 6 else ''}")
         if allow_unsafe:
             continue
         if report.verdict == "unsafe":
@@ -211,6 +221,7 @@ def _scan(files: set[str], allow_unsafe: bool) -> None:
             raise UnsafeInput(f"the scanner could not judge all of this file: "
                               f"{report.errors[0]}", path=f,
                               hint="see `modelport scan`; --allow-unsafe converts it anyway")
+    return notes
 
 
 def _refuse_if_unsafe(src: str, exc: InputError, allow_unsafe: bool) -> None:
@@ -400,7 +411,7 @@ def convert(
         raise
     files = source_files(ck)
     _check_sources(files, dst)
-    _scan(files, allow_unsafe)
+    scan_notes = _scan(files, allow_unsafe)
     try:
         plan = make_plan(ck, target, dtype=dtype, full=full, select=select, dedupe=dedupe,
                          keep_quantized=keep_quantized,
@@ -416,7 +427,7 @@ def convert(
                          hint="--select names the subtree that holds the weights" if full else
                          "--full keeps every tensor and value it holds; --select names the "
                          "subtree that holds the weights")
-    notes = list(plan.notes)
+    notes = scan_notes + list(plan.notes)
     copy: list[str] = []
     if ck.format == "hf-repo":
         copy, skipped = side_files(src)

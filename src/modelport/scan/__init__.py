@@ -2,12 +2,16 @@
 
     >>> from modelport.scan import scan_file
     >>> report = scan_file("pytorch_model.bin")
-    >>> report.verdict, report.reason          # "clean" | "unsafe" | "error"
+    >>> report.verdict, report.reason    # "clean" | "needs-code" | "unsafe" | "error"
     >>> for f in report.findings: print(f.severity, f.rule, f.subject, f.member, f.offset)
 
 Every file is judged by its bytes (a pickle named ``.bin`` gets the same scrutiny as a
 ``.pkl``); every pickle in it is run by modelport's symbolic unpickler (the one its readers use)
 and what it would import and call is judged against one allowlist (``policy``), fail closed.
+A file whose only findings are globals on no list is *needs-code* (loading it imports that
+code; ``allow=policy.UserAllow`` vouches for names), anything worse is *unsafe*. A folder is
+walked once per file: a Hugging Face cache's ``snapshots/*/name`` links and the ``blobs/`` they
+point at are one file, scanned once and reported under its snapshot name.
 Modules: ``findings`` (records, verdict), ``policy`` (the tables), ``pickles`` (streams),
 ``archives`` (containers and headers), ``sarif`` (CI output).
 """
@@ -23,12 +27,15 @@ from ..errors import ModelportError
 from ..limits import DEFAULT_LIMITS, Limits
 from .context import Scan
 from .findings import FileReport, Finding, Severity
+from .policy import UserAllow, load_policy
 
-__all__ = ["scan_file", "scan_paths", "FileReport", "Finding", "Severity"]
+__all__ = ["scan_file", "scan_paths", "FileReport", "Finding", "Severity", "UserAllow",
+           "load_policy"]
 
 
-def _scan_one(path: str, strict: bool, limits: Limits) -> FileReport:
-    scan = Scan(path, limits=limits, strict=strict)
+def _scan_one(path: str, strict: bool, limits: Limits,
+              allow: UserAllow | None = None) -> FileReport:
+    scan = Scan(path, limits=limits, strict=strict, allow=allow)
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             # A FIFO would block the open forever, a device never ends: nothing is read.
@@ -60,11 +67,38 @@ def _walk(root: str, unread: list[str]) -> list[str]:
     for folder, dirs, files in os.walk(root, onerror=failed):
         dirs.sort()
         out += [os.path.join(folder, f) for f in sorted(files)]
+    return _unique(out)
+
+
+def _unique(files: list[str]) -> list[str]:
+    """One path per file on disk: links to the same file (a Hugging Face cache's
+    ``snapshots/<rev>/model.safetensors`` -> ``blobs/<sha256>``, hard links) are scanned once,
+    under the first link's name (it says what the file is; a blob's name is its digest)."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    keys: list[tuple[int, int] | str] = []
+    for f in files:
+        try:
+            st = os.stat(f)
+        except OSError:
+            keys.append(f)  # a dangling link: scanned on its own, its error reported
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key not in groups:
+            keys.append(key)
+        groups.setdefault(key, []).append(f)
+    out: list[str] = []
+    for key in keys:
+        if isinstance(key, str):
+            out.append(key)
+            continue
+        paths = groups[key]
+        out.append(next((p for p in paths if os.path.islink(p)), paths[0]))
     return out
 
 
 def scan_paths(paths: Iterable[str | os.PathLike[str]], *, strict: bool = False,
-               limits: Limits = DEFAULT_LIMITS) -> list[FileReport]:
+               limits: Limits = DEFAULT_LIMITS,
+               allow: UserAllow | None = None) -> list[FileReport]:
     """One report per file; folders are walked (every file, whatever its name)."""
     reports: list[FileReport] = []
     from ..detect import resolve
@@ -73,13 +107,13 @@ def scan_paths(paths: Iterable[str | os.PathLike[str]], *, strict: bool = False,
         if os.path.isdir(p):
             unread: list[str] = []
             files = _walk(p, unread)
-            reports += [_scan_one(f, strict, limits) for f in files]
+            reports += [_scan_one(f, strict, limits, allow) for f in files]
             if unread or not files:
                 rep = FileReport(p, format="folder", strict=strict)
                 rep.errors += unread or [f"{p}: no files in this folder, nothing was scanned"]
                 reports.append(rep)
         elif os.path.exists(p):
-            reports.append(_scan_one(p, strict, limits))
+            reports.append(_scan_one(p, strict, limits, allow))
         else:
             rep = FileReport(p, strict=strict)
             rep.errors.append(f"{p}: no such file or folder")
@@ -88,16 +122,16 @@ def scan_paths(paths: Iterable[str | os.PathLike[str]], *, strict: bool = False,
 
 
 def scan_file(path: str | os.PathLike[str], *, strict: bool = False,
-              limits: Limits = DEFAULT_LIMITS) -> FileReport:
+              limits: Limits = DEFAULT_LIMITS, allow: UserAllow | None = None) -> FileReport:
     """The report of one file; a folder (a Hugging Face repo) becomes one report over all of
     its files, each finding's member prefixed with the file's path inside the folder."""
     from ..detect import resolve
 
     path = resolve(path)
     if not os.path.isdir(path):
-        return scan_paths([path], strict=strict, limits=limits)[0]
+        return scan_paths([path], strict=strict, limits=limits, allow=allow)[0]
     merged = FileReport(path, format="folder", strict=strict)
-    for rep in scan_paths([path], strict=strict, limits=limits):
+    for rep in scan_paths([path], strict=strict, limits=limits, allow=allow):
         rel = os.path.relpath(rep.path, path)
         merged.findings += [replace(f, member=f"{rel} > {f.member}" if f.member else rel)
                             for f in rep.findings]

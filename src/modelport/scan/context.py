@@ -17,6 +17,7 @@ from ..containers import compress
 from ..containers.tar import is_tar
 from ..limits import DEFAULT_LIMITS, Limits
 from .findings import FileReport, Finding, Severity
+from .policy import UserAllow
 
 __all__ = ["Scan", "looks_like_pickle", "pickle_strength", "decompressor", "decompress_errors"]
 
@@ -84,6 +85,7 @@ class Scan:
     report: FileReport = field(init=False)
     depth: int = 0  # nesting of payloads inside payloads
     from_zero: bool = False  # the file itself was parsed as a pickle from byte 0
+    allow: UserAllow | None = None  # the user's own allowlist (scan --allow, --policy)
     _seen: set[tuple[Any, ...]] = field(default_factory=set)
 
     def __post_init__(self) -> None:

@@ -1,13 +1,23 @@
 """What a scan reports: findings with an ordered severity, and one report per file.
 
 A ``Finding`` says what was seen (rule, the global or opcode), where (member, byte offset) and
-why it matters. A ``FileReport`` collects the findings and errors of one path and derives the
-verdict from them, fail closed::
+why it matters. Findings that count (MEDIUM or worse; LOW or worse with --strict) fall in one
+of two categories, so that the verdict says what to do:
 
-    unsafe   some finding is MEDIUM or worse (LOW or worse with --strict)
-    error    nothing unsafe, but part of the file could not be read (an error never hides a
-             finding: a file with both is unsafe, and its errors are still listed)
-    clean    everything a loader would execute is on the allowlist
+    malicious    known gadgets, obfuscation (names or callees built at run time, dotted and
+                 dunder names, payloads fed to loaders), structural tricks (zip and framing
+                 tricks, memo misses, streams that break after a call, resource limits)
+    needs-code   a global that is on no list: loading the file imports its module (a user's
+                 ``__main__.Net``, a library's model class). modelport cannot say what that
+                 code does; ``scan --allow NAME`` or ``--policy FILE`` vouches for it
+
+A ``FileReport`` collects the findings and errors of one path and derives the verdict, fail
+closed, in this order (an error never hides a finding: its errors are still listed)::
+
+    unsafe       some malicious indicator
+    needs-code   only needs-code findings: the file is as safe as the code it names
+    error        no finding, but part of the file could not be judged
+    clean        everything a loader would execute is on the allowlist
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-__all__ = ["Severity", "Finding", "FileReport"]
+__all__ = ["Severity", "Finding", "FileReport", "NEEDS_CODE_RULES", "VERDICTS"]
 
 
 class Severity(IntEnum):
@@ -34,6 +44,10 @@ class Severity(IntEnum):
 # The lowest severity that makes a file unsafe, by mode.
 UNSAFE_AT = {False: Severity.MEDIUM, True: Severity.LOW}
 
+# Rules whose findings mean "this file imports code modelport cannot vouch for", nothing worse.
+NEEDS_CODE_RULES = frozenset({"unknown-import", "torchscript-custom-op"})
+VERDICTS = ("clean", "needs-code", "unsafe", "error")
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -45,6 +59,12 @@ class Finding:
     offset: int | None = None  # byte offset in the file (or in the member for compressed ones)
     why: str = ""  # one line on why it matters
 
+    @property
+    def category(self) -> str:
+        """needs-code (an import off the allowlist), malicious (anything else that counts), or
+        note (below the unsafe threshold: decided by the report's mode)."""
+        return "needs-code" if self.rule in NEEDS_CODE_RULES else "malicious"
+
     def location(self) -> str:
         parts = [p for p in (self.member, None if self.offset is None else f"byte {self.offset}")
                  if p]
@@ -53,7 +73,7 @@ class Finding:
     def to_json(self) -> dict[str, Any]:
         return {"severity": self.severity.name, "rule": self.rule, "message": self.message,
                 "subject": self.subject, "member": self.member, "offset": self.offset,
-                "why": self.why}
+                "why": self.why, "category": self.category}
 
 
 @dataclass
@@ -67,13 +87,26 @@ class FileReport:
 
     @property
     def unsafe_findings(self) -> list[Finding]:
+        """Every finding that counts (either category)."""
         floor = UNSAFE_AT[self.strict]
         return [f for f in self.findings if f.severity >= floor]
 
     @property
+    def malicious(self) -> list[Finding]:
+        return [f for f in self.unsafe_findings if f.category == "malicious"]
+
+    @property
+    def needs_code(self) -> list[str]:
+        """The globals a loader would import that no list vouches for, in file order."""
+        return list(dict.fromkeys(f.subject or f.message for f in self.unsafe_findings
+                                  if f.category == "needs-code"))
+
+    @property
     def verdict(self) -> str:
-        if self.unsafe_findings:
+        if self.malicious:
             return "unsafe"
+        if self.unsafe_findings:
+            return "needs-code"
         return "error" if self.errors else "clean"
 
     def worst(self) -> Finding | None:
@@ -84,10 +117,16 @@ class FileReport:
         """One short sentence for the verdict line."""
         verdict = self.verdict
         if verdict == "unsafe":
-            top = max(self.unsafe_findings, key=lambda f: f.severity)
+            top = max(self.malicious, key=lambda f: f.severity)
             more = len(self.unsafe_findings) - 1
             where = f" ({top.location()})" if top.location() else ""
             return top.message + where + (f"; {more} more finding(s)" if more else "")
+        if verdict == "needs-code":
+            names = self.needs_code
+            shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4
+                                             else "")
+            return (f"loading it imports code no allowlist vouches for: {shown} (no known "
+                    "gadget; --allow NAME if you trust it)")
         if verdict == "error":
             return self.errors[0]
         notes = [f for f in self.findings if f.severity == Severity.INFO]
@@ -111,6 +150,8 @@ class FileReport:
             "notes": sum(f.severity == Severity.INFO for f in self.findings),
             "severity": worst.severity.name if worst else None,
             "errors": len(self.errors),
+            "malicious": len(self.malicious),
+            "needs_code": self.needs_code,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -118,7 +159,8 @@ class FileReport:
                 "reason": self.reason, "strict": self.strict,
                 "findings": [f.to_json() for f in sorted(self.findings,
                                                          key=lambda f: -f.severity)],
-                "errors": list(self.errors), "scanned": list(self.scanned)}
+                "needs_code": self.needs_code, "errors": list(self.errors),
+                "scanned": list(self.scanned)}
 
     def __str__(self) -> str:
         return json.dumps(self.to_json(), indent=1)

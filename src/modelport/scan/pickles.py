@@ -215,7 +215,8 @@ def _broken(scan: Scan, m: Machine, member: str | None, error: BaseException,
                  subject=_opcode_at(m, at), member=member, offset=at,
                  why="the rest of the pickle was not scanned; a loader would go on")
     ran = [c.target for c in m.calls
-           if not policy.is_plain(c.target, torchscript=torchscript, profiles=scan.profiles)]
+           if not policy.is_plain(c.target, torchscript=torchscript, profiles=scan.profiles,
+                                  allow=scan.allow)]
     if ran:
         scan.add(S.HIGH, "broken-after-code", f"the pickle breaks at byte {at} after calling "
                  f"{ran[0]}", subject=ran[0], member=member, offset=at,
@@ -242,7 +243,8 @@ def _judge(scan: Scan, m: Machine, member: str | None, torchscript: bool) -> Non
         if g.opcode == "EXT" or qual in seen:
             continue  # EXT is an anomaly of its own; one finding per global per pickle
         seen.add(qual)
-        j = policy.judge(g.module, g.name, torchscript=torchscript, profiles=scan.profiles)
+        j = policy.judge(g.module, g.name, torchscript=torchscript, profiles=scan.profiles,
+                     allow=scan.allow)
         if j.kind == "allow":
             continue
         if j.kind == "profile":
@@ -283,7 +285,8 @@ def _judge(scan: Scan, m: Machine, member: str | None, torchscript: bool) -> Non
             scan.add(S.HIGH, "tensor-hooks", f"{c.target} is given callables (backward hooks "
                      "or state) that are not data", subject=c.target, member=member,
                      offset=c.offset, why="torch keeps tensor hooks and calls them later")
-        j = policy.judge(*_split(c.target), torchscript=torchscript, profiles=scan.profiles)
+        j = policy.judge(*_split(c.target), torchscript=torchscript, profiles=scan.profiles,
+                     allow=scan.allow)
         if j.kind == "profile" and _has_code(c.args, scan, torchscript):
             scan.add(S.HIGH, "profile-args", f"{c.target} is built from values that are not "
                      "data", subject=c.target, member=member, offset=c.offset,
@@ -304,9 +307,10 @@ def _has_code(value: Any, scan: Scan, torchscript: bool, depth: int = 0) -> bool
         return False
     if isinstance(value, Ref):
         return not policy.is_plain(value.qualname, torchscript=torchscript,
-                                   profiles=scan.profiles)
+                                   profiles=scan.profiles, allow=scan.allow)
     if isinstance(value, Opaque):
-        if not policy.is_plain(value.cls, torchscript=torchscript, profiles=scan.profiles):
+        if not policy.is_plain(value.cls, torchscript=torchscript, profiles=scan.profiles,
+                               allow=scan.allow):
             return True
         parts = [value.args, value.state, value.items, value.setitems]
         return any(_has_code(p, scan, torchscript, depth + 1) for p in parts)

@@ -17,10 +17,15 @@ GHSA-955r-x9j8-7rhh / GHSA-46h3-79wf-xr6c ``_operator``, CVE-2025-10157, CVE-202
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+from ..errors import UsageError
 
 __all__ = ["ALLOWLIST", "TORCHSCRIPT_ONLY", "PROFILES", "GADGETS", "LOADERS", "DECODERS",
-           "Judgement", "judge"]
+           "Judgement", "judge", "UserAllow", "load_policy"]
 
 
 def _family(names: str, why: str, prefix: str = "") -> dict[str, str]:
@@ -239,9 +244,99 @@ def gadget(module: str, name: str) -> str | None:
     return None
 
 
+# -- the user's own allowlist (scan --allow NAME, --policy FILE) --------------------------------
+
+_NAME = re.compile(r"^[\w-]+(\.[\w-]+)*\.([\w-]+(\.[\w-]+)*|\*)$")
+
+
+@dataclass(frozen=True)
+class UserAllow:
+    """Globals a user vouches for: ``module.qualname`` exactly, or ``module.*`` (every global of
+    that module and of its submodules), each with the reason given. It turns *needs-code*
+    findings into allowed names; it never allows a known gadget, a dunder attribute or a name
+    built at run time (those stay findings whatever the policy says)."""
+
+    exact: dict[str, str] = field(default_factory=dict)
+    prefixes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entries: list[tuple[str, str]]) -> UserAllow:
+        exact: dict[str, str] = {}
+        prefixes: dict[str, str] = {}
+        for name, reason in entries:
+            if not _NAME.match(name):
+                raise UsageError(f"--allow {name!r}: expected module.qualname or module.*",
+                                 hint="e.g. --allow __main__.Net or --allow mylib.models.*")
+            if name.endswith(".*"):
+                prefixes[name[:-1]] = reason
+            else:
+                exact[name] = reason
+        return cls(exact, prefixes)
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.prefixes)
+
+    def reason(self, qualname: str) -> str | None:
+        why = self.exact.get(qualname)
+        if why is not None:
+            return why
+        for prefix, why in self.prefixes.items():
+            if qualname.startswith(prefix):
+                return why
+        return None
+
+    def merged(self, other: UserAllow) -> UserAllow:
+        return UserAllow({**self.exact, **other.exact}, {**self.prefixes, **other.prefixes})
+
+
+def load_policy(path: str) -> UserAllow:
+    """A policy file: a JSON or TOML list of ``{name, reason}`` entries, a reason for each.
+
+    JSON: ``[{"name": "mylib.models.*", "reason": "our own model classes"}]`` (or that list
+    under ``"allow"``). TOML: ``[[allow]]`` tables with ``name`` and ``reason``."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise UsageError(f"--policy {path}: {exc.strerror or exc}") from None
+    doc: object
+    try:
+        if os.path.splitext(path)[1].lower() == ".toml":
+            import tomllib
+
+            doc = tomllib.loads(raw.decode("utf-8"))
+        else:
+            doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--policy {path}: not valid {'TOML' if path.endswith('.toml') else 'JSON'}"
+                         f": {exc}") from None
+    if isinstance(doc, dict):
+        doc = doc.get("allow")
+    if not isinstance(doc, list):
+        raise UsageError(f"--policy {path}: expected a list of {{name, reason}} entries "
+                         "(JSON) or [[allow]] tables (TOML)")
+    entries: list[tuple[str, str]] = []
+    for i, e in enumerate(doc):
+        if not (isinstance(e, dict) and isinstance(e.get("name"), str)
+                and isinstance(e.get("reason"), str) and e["reason"].strip()):
+            raise UsageError(f"--policy {path}: entry {i + 1} needs a name and a reason",
+                             hint="policy is data: say why each name is safe to import")
+        entries.append((e["name"], e["reason"].strip()))
+    return UserAllow.of(entries)
+
+
 def judge(module: str, name: str, *, torchscript: bool = False,
-          profiles: bool = True) -> Judgement:
+          profiles: bool = True, allow: UserAllow | None = None) -> Judgement:
     """Where ``module.name`` stands: allowlisted, an ecosystem object, a gadget, or unknown."""
+    j = _judge(module, name, torchscript=torchscript, profiles=profiles)
+    if allow and j.kind == "unknown" and not any(p.startswith("__") for p in name.split(".")):
+        why = allow.reason(f"{module}.{name}")
+        if why is not None:
+            return Judgement("allow", f"allowed by the user's policy: {why}")
+    return j
+
+
+def _judge(module: str, name: str, *, torchscript: bool, profiles: bool) -> Judgement:
     qualname = f"{module}.{name}"
     why = ALLOWLIST.get(qualname)
     if why is not None:
@@ -267,8 +362,9 @@ def judge(module: str, name: str, *, torchscript: bool = False,
                                 "the module's code, and may call it")
 
 
-def is_plain(qualname: str, *, torchscript: bool = False, profiles: bool = True) -> bool:
+def is_plain(qualname: str, *, torchscript: bool = False, profiles: bool = True,
+             allow: UserAllow | None = None) -> bool:
     """Whether a value of this class or this global may appear as data (profile arguments)."""
     module, _, name = qualname.rpartition(".")
-    return judge(module, name, torchscript=torchscript,
-                 profiles=profiles).kind in ("allow", "profile")
+    return judge(module, name, torchscript=torchscript, profiles=profiles,
+                 allow=allow).kind in ("allow", "profile")

@@ -37,7 +37,7 @@ def _result(rep: FileReport, f: Finding) -> dict[str, Any]:
         "message": {"text": f"{f.message}. {f.why}".strip()},
         "locations": [location],
         "properties": {"severity": f.severity.name, "subject": f.subject,
-                       "verdict": rep.verdict},
+                       "category": f.category, "verdict": rep.verdict},
     }
 
 
