@@ -45,7 +45,7 @@ class Severity(IntEnum):
 UNSAFE_AT = {False: Severity.MEDIUM, True: Severity.LOW}
 
 # Rules whose findings mean "this file imports code modelport cannot vouch for", nothing worse.
-NEEDS_CODE_RULES = frozenset({"unknown-import", "torchscript-custom-op"})
+NEEDS_CODE_RULES = frozenset({"unknown-import"})
 VERDICTS = ("clean", "needs-code", "unsafe", "error")
 
 
