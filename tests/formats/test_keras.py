@@ -422,3 +422,26 @@ def test_tf_keras_names_and_split_attributes(tmp_path: Path) -> None:
     for name, t in ck.weights.items():  # big-endian on disk: decoded, values kept
         assert modelport.to_numpy(t).tolist() == values[name].tolist()
     assert ck.kind == "weights" and ck.metadata["keras_version"] == "2.15.0"
+
+
+@pytest.mark.parametrize("dst", ["w.pt", "w.npz", "hf"])
+def test_convert_targets_read_by_their_consumers(dst: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    src = HERE / "model.keras"
+    out = tmp_path / dst
+    assert main(["convert", str(src), str(out)]) == 0
+    if dst == "w.pt":
+        torch = pytest.importorskip("torch")
+        got = {k: v.numpy() for k, v in torch.load(out, weights_only=True).items()}
+    elif dst == "w.npz":
+        with np.load(out) as z:
+            got = {k: z[k] for k in z.files}
+    else:
+        from safetensors.numpy import load_file
+
+        got = load_file(out / "model.safetensors")
+    ck = modelport.open(src)
+    assert set(got) == set(ck.weights)
+    for name, t in ck.weights.items():  # layouts as stored: a Dense kernel stays [in, out]
+        assert got[name].shape == t.shape and _sha(got[name]) == _sha(modelport.to_numpy(t))
+    capsys.readouterr()
