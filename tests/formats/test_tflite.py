@@ -115,6 +115,18 @@ def test_flex_and_custom_ops_are_unsafe(tmp_path: Path, capsys: pytest.CaptureFi
     capsys.readouterr()
 
 
+@pytest.mark.parametrize(("op", "severity"), [("FlexWriteFile", "HIGH"), ("FlexAddV2", "MEDIUM"),
+                                              ("TFLite_Detection_PostProcess", "INFO")])
+def test_op_severity(tmp_path: Path, op: str, severity: str) -> None:
+    """File I/O Flex ops are worse than other Flex ops; custom ops the interpreter ships are
+    notes, not findings."""
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tflite(custom=[op]))
+    report = scan_file(path)
+    assert [f.severity.name for f in report.findings] == [severity]
+    assert report.verdict == ("clean" if severity == "INFO" else "unsafe")
+
+
 def test_hand_built_model_reads(tmp_path: Path) -> None:
     path = tmp_path / "m.tflite"
     data = np.arange(4, dtype="<f4").tobytes()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -349,9 +350,24 @@ def read(path: str, options: Options) -> Checkpoint:
     return reselect(open(path, options.limits), options.select)
 
 
+# Custom ops that TFLite's own BuiltinOpResolver registers (tensorflow/lite/core/kernels/
+# register.cc, AddCustom): kernels shipped with the interpreter, not code a model brings.
+SHIPPED_CUSTOM_OPS = {
+    "TFLite_Detection_PostProcess": "SSD box decoding and NMS, built into the interpreter",
+    "Mfcc": "audio features, built into the interpreter",
+    "AudioSpectrogram": "audio features, built into the interpreter",
+}
+# Flex ops (TensorFlow kernels through the Select-ops delegate) that touch files or run Python.
+_FLEX_IO = re.compile(r"^Flex(ReadFile|WriteFile|Save(V2|Slices)?|Restore(V2|Slice)?|"
+                      r"MatchingFiles|MergeV2Checkpoints|ShardedFilename|ImmutableConst|"
+                      r"(Eager)?PyFunc(Stateless)?|PrintV2|.*Reader(V2)?|.*Dataset(V\d)?|"
+                      r"LoadAndRemapMatrix|DebugIdentity.*|WriteSummary|.*SummaryWriter)$")
+
+
 def scan(scan: Any, path: str) -> None:
     """The scanner's hook: the graph parsed with every bound checked; custom and Flex ops are
-    native code the interpreter must provide, and are reported."""
+    native code the interpreter must provide, and are reported (fail closed: a custom op the
+    interpreter does not ship, or any Flex op, is not judged safe)."""
     from ..scan.findings import Severity
 
     try:
@@ -362,10 +378,20 @@ def scan(scan: Any, path: str) -> None:
     scan.note_scanned("tflite flatbuffer")
     info = ck.info["tflite"]
     for op in info["flex_ops"]:
-        scan.add(Severity.MEDIUM, "tflite-flex-op", f"Flex op {op}: runs a TensorFlow kernel "
-                 "through the Select-ops delegate", subject=op,
-                 why="Flex ops reach the full TensorFlow op set, file I/O ops included")
+        if _FLEX_IO.match(op):
+            scan.add(Severity.HIGH, "tflite-flex-op", f"Flex op {op}: a TensorFlow kernel that "
+                     "reads or writes files or runs Python", subject=op,
+                     why="the Select-ops delegate runs it with the interpreter's rights")
+        else:
+            scan.add(Severity.MEDIUM, "tflite-flex-op", f"Flex op {op}: runs a TensorFlow "
+                     "kernel through the Select-ops delegate", subject=op,
+                     why="Flex ops reach the full TensorFlow op set; modelport does not judge "
+                     "TensorFlow kernels")
     for op in info["custom_ops"]:
+        if op in SHIPPED_CUSTOM_OPS:
+            scan.add(Severity.INFO, "tflite-custom-op", f"custom op {op}: "
+                     f"{SHIPPED_CUSTOM_OPS[op]}", subject=op)
+            continue
         scan.add(Severity.MEDIUM, "tflite-custom-op", f"custom op {op}: the interpreter runs "
                  "whatever native kernel is registered under this name", subject=op,
                  why="custom ops are native code outside the TFLite builtins")
