@@ -445,3 +445,19 @@ def test_convert_targets_read_by_their_consumers(dst: str, tmp_path: Path,
     for name, t in ck.weights.items():  # layouts as stored: a Dense kernel stays [in, out]
         assert got[name].shape == t.shape and _sha(got[name]) == _sha(modelport.to_numpy(t))
     capsys.readouterr()
+
+
+def test_v2_metadata_checksums_are_verified(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """libhdf5 refuses a v2 object header or v3 superblock whose lookup3 checksum is wrong;
+    so does modelport (both read the same files)."""
+    from modelport.containers.hdf5 import lookup3
+
+    assert lookup3(b"") == 0xDEADBEEF  # lookup3.c's published test values
+    assert lookup3(b"Four score and seven years ago") == 0x17770551
+    data = (HERE / "latest.h5").read_bytes()
+    for at, what in ((data.index(b"OHDR") + 8, "object header"), (20, "superblock")):
+        bad = bytearray(data)
+        bad[at] ^= 0x01
+        (tmp_path / "m.h5").write_bytes(bytes(bad))
+        assert f"{what} checksum" in _one_line_2(tmp_path / "m.h5", capsys)

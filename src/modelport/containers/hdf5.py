@@ -50,6 +50,46 @@ _MAX_DEPTH = 64  # B-tree levels and group nesting; real files use a handful
 _MAX_BLOCKS = 100_000  # object header continuation blocks in one file
 
 
+def lookup3(data: bytes | memoryview) -> int:
+    """Bob Jenkins' lookup3 ``hashlittle`` with seed 0: HDF5's metadata checksum
+    (H5_checksum_lookup3), over superblocks v2/v3, v2 object headers and their continuations."""
+    m = 0xFFFFFFFF
+
+    def rot(x: int, k: int) -> int:
+        return ((x << k) | (x >> (32 - k))) & m
+
+    k = bytes(data)
+    n = len(k)
+    a = b = c = (0xDEADBEEF + n) & m
+    i = 0
+    while n > 12:
+        a = (a + int.from_bytes(k[i:i + 4], "little")) & m
+        b = (b + int.from_bytes(k[i + 4:i + 8], "little")) & m
+        c = (c + int.from_bytes(k[i + 8:i + 12], "little")) & m
+        a = (a - c) & m; a ^= rot(c, 4); c = (c + b) & m  # noqa: E702 - lookup3's mix()
+        b = (b - a) & m; b ^= rot(a, 6); a = (a + c) & m  # noqa: E702
+        c = (c - b) & m; c ^= rot(b, 8); b = (b + a) & m  # noqa: E702
+        a = (a - c) & m; a ^= rot(c, 16); c = (c + b) & m  # noqa: E702
+        b = (b - a) & m; b ^= rot(a, 19); a = (a + c) & m  # noqa: E702
+        c = (c - b) & m; c ^= rot(b, 4); b = (b + a) & m  # noqa: E702
+        n -= 12
+        i += 12
+    if n == 0:
+        return c
+    tail = k[i:i + n] + bytes(12 - n)
+    a = (a + int.from_bytes(tail[0:4], "little")) & m
+    b = (b + int.from_bytes(tail[4:8], "little")) & m
+    c = (c + int.from_bytes(tail[8:12], "little")) & m
+    c ^= b; c = (c - rot(b, 14)) & m  # noqa: E702 - lookup3's final()
+    a ^= c; a = (a - rot(c, 11)) & m  # noqa: E702
+    b ^= a; b = (b - rot(a, 25)) & m  # noqa: E702
+    c ^= b; c = (c - rot(b, 16)) & m  # noqa: E702
+    a ^= c; a = (a - rot(c, 4)) & m  # noqa: E702
+    b ^= a; b = (b - rot(a, 14)) & m  # noqa: E702
+    c ^= b; c = (c - rot(b, 24)) & m  # noqa: E702
+    return c
+
+
 def find_superblock(head: bytes | memoryview) -> int | None:
     """Offset of the signature: 0, or after a user block of 512 * 2**k bytes."""
     at = 0
@@ -163,6 +203,13 @@ class H5File:
             raise MalformedHeader(f"HDF5 {what} at byte {pos} lacks its {sig!r} signature",
                                   offset=pos, hint="the file is corrupt")
 
+    def checksum(self, start: int, end: int, what: str) -> None:
+        """The lookup3 checksum stored at ``end`` covers ``start .. end`` (libhdf5 refuses a
+        block whose checksum does not match; so does modelport, so both read the same files)."""
+        stored = self.uint(end, 4, f"{what} checksum")
+        if lookup3(self.buf[start:end]) != stored:
+            raise self.bad(f"{what} checksum does not match", end)
+
     def bad(self, message: str, pos: int) -> MalformedHeader:
         return MalformedHeader(f"HDF5 {message}", offset=pos, hint="the file is corrupt")
 
@@ -193,6 +240,7 @@ class H5File:
             base = self.addr(at + 12, "base address")
             self.base = base or 0
             header = self.addr(at + 12 + 3 * self.so, "root object header")
+            self.checksum(at, at + 12 + 4 * self.so, "superblock")
         else:
             raise self.unsupported(f"superblock version {version}", at + 8)
         if header is None:
@@ -221,6 +269,8 @@ class H5File:
             width = 1 << (flags & 3)
             size = self.uint(pos, width, "header chunk size")
             blocks = [(pos + width, size, True)]
+            self.need(pos + width, size + 4, "object header")
+            self.checksum(at, pos + width + size, "object header")
             crt = 2 if flags & 0x04 else 0
         else:
             version = self.uint(at, 1, "object header version")
@@ -260,6 +310,10 @@ class H5File:
                         raise self.bad("continuation without an address", data)
                     if v2:
                         self.sig(cont, b"OCHK", "continuation block")
+                        self.need(cont, length, "continuation block")
+                        if length < 8:
+                            raise self.bad(f"continuation block of {length} bytes", cont)
+                        self.checksum(cont, cont + length - 4, "continuation block")
                         # OCHK's length counts its signature and its checksum
                         blocks.append((cont + 4, length - 8, True))
                     else:
