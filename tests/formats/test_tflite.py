@@ -201,3 +201,17 @@ def test_truncated_and_flipped_fixtures_fail_cleanly(tmp_path: Path) -> None:
         p.write_bytes(blob)
         errors += isinstance(exercise(p), ModelportError)
     assert errors >= len(range(0, len(data), 37)) - 1  # every cut is noticed
+
+
+def test_types_modelport_cannot_hold_are_listed_not_dropped(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tflite(tensor_type=17, weights=b"\x12\x34", shape=(4,)))  # INT4, packed
+    ck = modelport.open(path)
+    assert not ck.weights
+    assert ck.info["tflite"]["skipped_tensors"] == [
+        {"name": "w", "dtype": "INT4", "shape": [4], "bytes": 2,
+         "reason": "modelport cannot hold element type INT4"}]
+    assert main(["inspect", str(path)]) == 0
+    assert "skipped     w: modelport cannot hold element type INT4" in capsys.readouterr().out
