@@ -168,3 +168,24 @@ def test_onnx_external_data_is_named(tmp_path: Path, capsys: pytest.CaptureFixtu
               location="weights.bin", size_threshold=0)
     assert main(["inspect", str(tmp_path / "m.onnx"), "--no-verify"]) == 0
     assert "data        weights.bin (external data" in capsys.readouterr().out
+
+
+def test_scan_jobs_keeps_the_order_and_the_verdicts(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    payload = b"\x80\x04cposix\nsystem\n\x8c\x04true\x85R."  # never run
+    names = []
+    for i in range(6):
+        p = tmp_path / f"f{i}.bin"
+        if i % 3 == 1:
+            p.write_bytes(payload)
+        else:
+            st.save_file({"w": np.full(2, i, np.float32)}, str(p))
+        names.append(str(p))
+    assert main(["scan", *names, "--json"]) == 1
+    serial = json.loads(capsys.readouterr().out)
+    assert main(["scan", *names, "--json", "--jobs", "3"]) == 1
+    parallel = json.loads(capsys.readouterr().out)
+    assert [f["path"] for f in parallel["files"]] == names
+    assert [(f["path"], f["verdict"]) for f in parallel["files"]] == \
+        [(f["path"], f["verdict"]) for f in serial["files"]]
+    assert [f["verdict"] for f in parallel["files"]][1] == "unsafe"

@@ -57,6 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", metavar="FILE", help="a JSON or TOML list of names to allow, "
                    "each with its reason: [{\"name\": \"mylib.*\", \"reason\": \"...\"}] or "
                    "[[allow]] tables")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="scan N files at once (processes); reports stay in the order given")
     p.add_argument("-q", "--quiet", action="store_true", help="print only files that are not "
                    "clean, and the summary line")
     p.add_argument("-v", "--verbose", action="store_true", help="also show notes (INFO) and "
@@ -90,7 +92,7 @@ def counts(reports: list[FileReport]) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    reports = scan_paths(args.paths, strict=args.strict, allow=_allow(args))
+    reports = scan_paths(args.paths, strict=args.strict, allow=_allow(args), jobs=args.jobs)
     if args.json:
         doc: dict[str, Any] = {"modelport": __version__, "verdict": _overall(reports),
                                "counts": counts(reports),

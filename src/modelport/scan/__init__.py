@@ -98,27 +98,45 @@ def _unique(files: list[str]) -> list[str]:
 
 def scan_paths(paths: Iterable[str | os.PathLike[str]], *, strict: bool = False,
                limits: Limits = DEFAULT_LIMITS,
-               allow: UserAllow | None = None) -> list[FileReport]:
-    """One report per file; folders are walked (every file, whatever its name)."""
-    reports: list[FileReport] = []
+               allow: UserAllow | None = None, jobs: int = 1) -> list[FileReport]:
+    """One report per file, in the order given (folders walked, every file whatever its name).
+    ``jobs`` > 1 scans that many files at once in worker processes; the order stays."""
     from ..detect import resolve
 
+    slots: list[FileReport | str] = []  # a report already known, or a file to scan
     for p in (resolve(q) for q in paths):
         if os.path.isdir(p):
             unread: list[str] = []
             files = _walk(p, unread)
-            reports += [_scan_one(f, strict, limits, allow) for f in files]
+            slots += files
             if unread or not files:
                 rep = FileReport(p, format="folder", strict=strict)
                 rep.errors += unread or [f"{p}: no files in this folder, nothing was scanned"]
-                reports.append(rep)
+                slots.append(rep)
         elif os.path.exists(p):
-            reports.append(_scan_one(p, strict, limits, allow))
+            slots.append(p)
         else:
             rep = FileReport(p, strict=strict)
             rep.errors.append(f"{p}: no such file or folder")
-            reports.append(rep)
-    return reports
+            slots.append(rep)
+    todo = [s for s in slots if isinstance(s, str)]
+    from .. import remote
+
+    if jobs > 1 and len(todo) > 1 and not remote.active():
+        # Remote mirrors live in this process (a worker would read their holes): local only.
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+            done = list(pool.map(_scan_job, [(f, strict, limits, allow) for f in todo],
+                                 chunksize=max(1, len(todo) // (4 * jobs))))
+    else:
+        done = [_scan_one(f, strict, limits, allow) for f in todo]
+    it = iter(done)
+    return [next(it) if isinstance(s, str) else s for s in slots]
+
+
+def _scan_job(job: tuple[str, bool, Limits, UserAllow | None]) -> FileReport:
+    return _scan_one(*job)
 
 
 def scan_file(path: str | os.PathLike[str], *, strict: bool = False,
