@@ -189,3 +189,17 @@ def test_scan_jobs_keeps_the_order_and_the_verdicts(tmp_path: Path,
     assert [(f["path"], f["verdict"]) for f in parallel["files"]] == \
         [(f["path"], f["verdict"]) for f in serial["files"]]
     assert [f["verdict"] for f in parallel["files"]][1] == "unsafe"
+
+
+def test_sarif_uris_are_relative_to_the_scan_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    sub = tmp_path / "models dir"
+    sub.mkdir()
+    (sub / "evil.pkl").write_bytes(b"\x80\x04cposix\nsystem\n\x8c\x04true\x85R.")
+    monkeypatch.chdir(tmp_path)
+    assert main(["scan", str(sub), "--sarif"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    run = doc["runs"][0]
+    loc = run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert loc == {"uri": "models%20dir/evil.pkl", "uriBaseId": "SRCROOT"}
+    assert run["originalUriBaseIds"]["SRCROOT"]["uri"] == tmp_path.resolve().as_uri() + "/"

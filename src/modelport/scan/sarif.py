@@ -8,6 +8,9 @@ findings that make a file unsafe are ``error``, the other LOW ones ``warning``, 
 
 from __future__ import annotations
 
+import os
+import urllib.parse
+from pathlib import Path
 from typing import Any
 
 from .findings import UNSAFE_AT, FileReport, Finding, Severity
@@ -23,9 +26,19 @@ def _level(f: Finding, strict: bool) -> str:
     return "warning" if f.severity >= Severity.LOW else "note"
 
 
-def _result(rep: FileReport, f: Finding) -> dict[str, Any]:
+def _artifact(path: str, root: str) -> dict[str, str]:
+    """A path relative to the scan root (SRCROOT), as code scanning maps results to a
+    repository's files; a file outside the root gets an absolute file:// URI."""
+    full = os.path.abspath(path)
+    rel = os.path.relpath(full, root)
+    if rel.startswith(".."):
+        return {"uri": Path(full).as_uri()}
+    return {"uri": urllib.parse.quote(rel.replace(os.sep, "/")), "uriBaseId": "SRCROOT"}
+
+
+def _result(rep: FileReport, f: Finding, root: str) -> dict[str, Any]:
     region = {"byteOffset": f.offset, "byteLength": 1} if f.offset is not None else None
-    physical: dict[str, Any] = {"artifactLocation": {"uri": rep.path}}
+    physical: dict[str, Any] = {"artifactLocation": _artifact(rep.path, root)}
     if region:
         physical["region"] = region
     location: dict[str, Any] = {"physicalLocation": physical}
@@ -41,7 +54,10 @@ def _result(rep: FileReport, f: Finding) -> dict[str, Any]:
     }
 
 
-def to_sarif(reports: list[FileReport], version: str = "0.1.0") -> dict[str, Any]:
+def to_sarif(reports: list[FileReport], version: str = "0.1.0",
+             root: str | None = None) -> dict[str, Any]:
+    """``root``: the folder URIs are relative to (default: the current directory)."""
+    root = os.path.abspath(root or os.getcwd())
     rules: dict[str, dict[str, Any]] = {}
     results = []
     for rep in reports:
@@ -52,14 +68,15 @@ def to_sarif(reports: list[FileReport], version: str = "0.1.0") -> dict[str, Any
                 "fullDescription": {"text": f.why or f.rule},
                 "properties": {"severity": f.severity.name},
             })
-            results.append(_result(rep, f))
+            results.append(_result(rep, f, root))
     notes = [{"level": "error", "message": {"text": e},
-              "locations": [{"physicalLocation": {"artifactLocation": {"uri": r.path}}}]}
+              "locations": [{"physicalLocation": {"artifactLocation": _artifact(r.path, root)}}]}
              for r in reports for e in r.errors]
     return {
         "$schema": SCHEMA,
         "version": "2.1.0",
         "runs": [{
+            "originalUriBaseIds": {"SRCROOT": {"uri": Path(root).as_uri() + "/"}},
             "tool": {"driver": {"name": "modelport", "version": version,
                                 "rules": list(rules.values())}},
             "invocations": [{"executionSuccessful": not notes,
