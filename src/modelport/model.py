@@ -13,7 +13,7 @@ model weights, what other tensors there are, the plain values, and the kind of f
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -54,7 +54,8 @@ _TRAINING_KEYS = frozenset(
 
 @dataclass(frozen=True)
 class Storage:
-    """A run of bytes: ``nbytes`` at ``offset`` in the file ``path``, or held in ``data``.
+    """A run of bytes: ``nbytes`` at ``offset`` in the file ``path``, held in ``data``, or
+    made by ``compute`` when they are read.
 
     ``key`` identifies the storage inside its file (torch's storage key, a safetensors tensor
     name): two entries with the same (path, key) share memory.
@@ -64,6 +65,9 @@ class Storage:
     tensor whose rows live in several runs of a file, or in several files; with parts it stays
     one entry, read in place (``tensors`` concatenates only when a caller asks for an array,
     ``convert`` copies part by part), instead of being copied into memory at open time.
+
+    ``compute`` returns the bytes afresh on every call and nothing keeps them: a tensor made on
+    the fly (a weight with a LoRA update merged in) costs memory only while a writer streams it.
     """
 
     nbytes: int
@@ -72,6 +76,13 @@ class Storage:
     data: bytes | memoryview | None = field(default=None, repr=False, compare=False)
     key: str = ""
     parts: tuple[Storage, ...] = field(default=(), repr=False)
+    compute: Callable[[], bytes | bytearray | memoryview] | None = field(
+        default=None, repr=False, compare=False)
+
+    @property
+    def in_memory(self) -> bool:
+        """The bytes are not a run of a file (held, or computed when read)."""
+        return self.data is not None or self.compute is not None
 
     @classmethod
     def joined(cls, parts: tuple[Storage, ...], key: str = "") -> Storage:

@@ -59,8 +59,9 @@ def release(paths: set[str]) -> None:
 
 def storage_buffer(storage: Storage) -> memoryview:
     """The storage's bytes as a zero-copy memoryview (file-backed or in memory)."""
-    if storage.data is not None:
-        view = memoryview(storage.data).cast("B")
+    if storage.data is not None or storage.compute is not None:
+        data = storage.data if storage.data is not None else storage.compute()  # type: ignore[misc]
+        view = memoryview(data).cast("B")
         if len(view) < storage.nbytes:
             raise Truncated(f"buffer holds {len(view)} bytes, {storage.nbytes} expected")
         return view[: storage.nbytes]

@@ -25,6 +25,7 @@ COMMANDS = {
     "verify": ("verify", "check that two files hold the same tensors"),
     "diff": ("diff", "show tensors added, removed and changed between two files"),
     "view": ("view", "a local page to look inside a model file, or two side by side"),
+    "merge-lora": ("merge_lora", "merge a LoRA adapter into its base model, streaming"),
 }
 
 EXIT_OK, EXIT_DIFFER, EXIT_ERROR = 0, 1, 2

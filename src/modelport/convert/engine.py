@@ -22,12 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InputError, OutputError, UnsafeInput
+from ..errors import InputError, OutputError, UnsafeInput, UsageError
+from ..model import Checkpoint
 from .plan import Plan, Shard, make_plan, resolve_target
 from .source import load, source_files
 from .stream import Cancelled, Sink, Sources
 
-__all__ = ["convert", "ConvertResult", "side_files", "Atomic"]
+__all__ = ["convert", "ConvertResult", "side_files", "Atomic", "check_paths_against"]
 
 # Files of a Hugging Face folder that are weights (rewritten, never copied along) or pickles
 # (code a loader would run: not carried into a converted, safe folder).
@@ -181,6 +182,13 @@ def _check_replaceable(dst: str) -> None:
             raise OutputError(f"DST is a folder holding {entry.name!r}, which is not part of a "
                               "model folder; --force replaces only model folders", path=dst,
                               hint="remove it yourself, or name another DST")
+
+
+def check_paths_against(files: set[str], dst: str, allow_unsafe: bool) -> list[str]:
+    """Files read besides SRC (a LoRA adapter): never DST or inside it, and scanned like SRC
+    (the scanner's notes returned)."""
+    _check_sources(files, dst)
+    return _scan(files, allow_unsafe)
 
 
 def _check_sources(files: set[str], dst: str) -> None:
@@ -373,6 +381,7 @@ def convert(
     layout: str | None = None,
     keep_quantized: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    transform: Callable[[Checkpoint], Checkpoint] | None = None,
 ) -> ConvertResult:
     """Convert SRC (any file or folder modelport reads) into DST; see ``modelport convert -h``.
 
@@ -391,6 +400,9 @@ def convert(
     allow_unsafe   convert a source the scanner calls unsafe or cannot judge
     layout         SRC is a raw buffer laid out as this model file or JSON says
     progress       ``progress(done_bytes, total_bytes)``, called as tensor bytes are written
+    transform      ``transform(checkpoint) -> checkpoint`` rewrites SRC's weights before planning
+                   (``merge-lora`` swaps targeted weights for entries computed when written);
+                   SRC was scanned first, what the transform reads besides is its caller's
     """
     t0 = time.perf_counter()
     if dtype is not None:
@@ -412,6 +424,10 @@ def convert(
     files = source_files(ck)
     _check_sources(files, dst)
     scan_notes = _scan(files, allow_unsafe)
+    if transform is not None:
+        if verify:
+            raise UsageError("--verify compares DST with SRC, which a transform changes")
+        ck = transform(ck)
     try:
         plan = make_plan(ck, target, dtype=dtype, full=full, select=select, dedupe=dedupe,
                          keep_quantized=keep_quantized,

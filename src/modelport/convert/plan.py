@@ -117,6 +117,8 @@ def storage_id(st: Storage) -> tuple:
     of it: an empty tensor's storage starts where the next tensor's does (safetensors)."""
     if st.data is not None:
         return ("mem", id(st.data), st.nbytes)
+    if st.compute is not None:  # bytes made when read: one per function (the storage keeps it)
+        return ("computed", id(st.compute), st.nbytes)
     return ("file", st.path, st.offset, st.nbytes)
 
 

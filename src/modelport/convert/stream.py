@@ -208,7 +208,7 @@ def _strided_view(entry: TensorEntry, sources: Sources) -> np.ndarray:
     import numpy as np
 
     st = entry.storage
-    if st.data is not None or st.parts:
+    if st.in_memory or st.parts:
         return tensors.to_numpy(entry)
     assert st.path is not None
     dt = entry.dtype.np_dtype()
@@ -239,7 +239,7 @@ def blocks(entry: TensorEntry, sources: Sources,
     budget = max(1, (budget_bytes or CHUNK) // dt.itemsize)
     st = entry.storage
     if entry.is_contiguous:
-        if st.data is not None:
+        if st.in_memory:
             flat = tensors.to_numpy(entry).reshape(-1)
             for i in range(0, flat.size, budget):
                 yield flat[i:i + budget]
@@ -264,7 +264,7 @@ def blocks(entry: TensorEntry, sources: Sources,
             yield np.ascontiguousarray(arr[index]).reshape(-1)
     finally:
         del arr
-        if st.data is None and st.path is not None:
+        if not st.in_memory and st.path is not None:
             sources.release(st.path)
 
 
@@ -280,7 +280,7 @@ def pieces(entry: TensorEntry, sources: Sources, dtype: DType | None = None,
         from .. import remote
 
         remote.ensure(st.path, st.offset, st.nbytes)  # a no-op unless the file is remote
-    if out.name == entry.dtype.name and entry.is_contiguous and st.data is None:
+    if out.name == entry.dtype.name and entry.is_contiguous and not st.in_memory:
         # Parts (a tensor saved in slices) become one Run each: still copied in the kernel.
         runs = st.runs(entry.byte_offset, entry.nbytes)
         if all(p.path is not None and p.data is None for p, _, _ in runs):

@@ -29,6 +29,7 @@ import secrets
 import struct
 from typing import Any
 
+from .. import tensors
 from ..containers.zip import ZipArchive, is_zip
 from ..dtypes import DType
 from ..model import Storage, TensorEntry
@@ -117,8 +118,8 @@ class _TorchStorages:
     def _whole(self, st: Storage, src: DType, dst: DType) -> tuple[int, Any]:
         n = st.nbytes // src.itemsize
         if src.name == dst.name:
-            if st.data is not None:
-                return st.nbytes, lambda: [memoryview(st.data).cast("B")[: st.nbytes]]
+            if st.in_memory:
+                return st.nbytes, lambda: [tensors.storage_buffer(st)]
             if st.parts:  # a tensor saved in slices: one Run per part, still kernel copies
                 whole = TensorEntry(st.key, src, (n,), st)
                 return st.nbytes, lambda: pieces(whole, self.sources, dst)
