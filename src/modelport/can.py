@@ -169,23 +169,7 @@ def _family(fmt: str) -> str:
 
 
 def _architecture(ck: Checkpoint) -> str | None:
-    """The architecture class: ``modelport.recognize`` (issue [4/7]) when it is installed,
-    else the first of config.json's ``architectures``."""
-    try:
-        from . import recognize  # type: ignore[attr-defined]
-    except ImportError:
-        recognize = None
-    if recognize is not None:
-        for attr in ("recognize", "architecture"):
-            fn = getattr(recognize, attr, None)
-            if callable(fn):
-                try:
-                    found = fn(ck)
-                except Exception:  # noqa: BLE001 - a recognizer bug must not break inspect
-                    found = None
-                name = getattr(found, "architecture", None) or getattr(found, "hf_class", None)
-                if isinstance(name, str) and name:
-                    return name
+    """The first of config.json's ``architectures`` (a folder's own word for its class)."""
     cfg = ck.metadata.get("config") if isinstance(ck.metadata, dict) else None
     archs = cfg.get("architectures") if isinstance(cfg, dict) else None
     if isinstance(archs, list) and archs and isinstance(archs[0], str):
@@ -193,8 +177,11 @@ def _architecture(ck: Checkpoint) -> str | None:
     return None
 
 
-def facts(ck: Checkpoint, adapter: dict[str, Any] | None = None) -> Facts:
-    """The facts of a Checkpoint (``adapter``: modelport.lora's summary, when it is one)."""
+def facts(ck: Checkpoint, adapter: dict[str, Any] | None = None,
+          architecture: str | None = None) -> Facts:
+    """The facts of a Checkpoint (``adapter``: modelport.lora's summary, when it is one;
+    ``architecture``: the transformers class ``modelport.recognize`` verified for its weights,
+    else config.json's ``architectures`` is used)."""
     dt: Counter[str] = Counter()
     quant = None
     for t in ck.weights.values():
@@ -222,7 +209,7 @@ def facts(ck: Checkpoint, adapter: dict[str, Any] | None = None) -> Facts:
         path=ck.path, format=ck.format, family=_family(ck.format), kind=ck.kind,
         parameters=ck.parameters, dtypes=dict(dt), quantized=quant, optimizer=optimizer,
         step=step, lightning="pytorch-lightning_version" in meta, model_class=cls,
-        architecture=_architecture(ck),
+        architecture=_architecture(ck) or architecture,
         custom_code=isinstance(cfg, dict) and isinstance(cfg.get("auto_map"), dict),
         adapter=adapter, weights_path=ck.weights_path,
     )
@@ -256,7 +243,11 @@ def _load_how(f: Facts) -> str:
         return (f"model = torch.load({f.path!r}, weights_only=False)  # runs the pickle; needs "
                 f"`{f.model_class}` importable")
     sub = f"[{f.weights_path!r}]" if f.weights_path else ""
-    return r.load.format(path=f.path, sub=sub)
+    code = r.load.format(path=f.path, sub=sub)
+    if f.architecture:  # recognised: transformers builds the model (config: inspect's architecture)
+        code = code.replace("YourModel()", f"transformers.{auto_class(f.architecture)}"
+                            ".from_config(config)")
+    return code
 
 
 def _inference(f: Facts) -> Answer:
@@ -286,9 +277,7 @@ def _inference(f: Facts) -> Answer:
         return Answer(YES, f"a Hugging Face folder for {arch}{code}", _load_how(f))
     if f.architecture:
         return Answer(YES, f"weights of a recognised architecture ({f.architecture}): "
-                      "transformers builds the model from its config",
-                      _load_how(f).replace("YourModel()", f"transformers."
-                                           f"{auto_class(f.architecture)}.from_config(config)"))
+                      "transformers builds the model from its config", _load_how(f))
     return Answer(YES, "weights only: the model's code (a class whose parameter names match) "
                   "runs them", _load_how(f))
 
@@ -388,9 +377,10 @@ def answers(f: Facts) -> dict[str, Answer]:
             "lora": _fine_tune(f, lora=True), "resume_training": _resume(f)}
 
 
-def can(ck: Checkpoint, adapter: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+def can(ck: Checkpoint, adapter: dict[str, Any] | None = None,
+        architecture: str | None = None) -> dict[str, dict[str, Any]]:
     """The ``inspect --json`` ``can`` object."""
-    return {q: a.json() for q, a in answers(facts(ck, adapter)).items()}
+    return {q: a.json() for q, a in answers(facts(ck, adapter, architecture)).items()}
 
 
 # -- the human view ------------------------------------------------------------------------------

@@ -80,6 +80,10 @@ def test_answers_name_what_it_takes(corpus, capsys):
     hf = _json(capsys, corpus["hf_gpt2_st"])
     assert "AutoModelForCausalLM.from_pretrained" in hf["can"]["inference"]["how"]
     assert hf["metadata"]["config"]["architectures"] == ["GPT2LMHeadModel"]
+    # a bare state_dict whose architecture modelport.recognize verified: transformers builds it
+    ref = _json(capsys, corpus["hf_gpt2_ref"])
+    assert ref["architecture"]["class"] == "GPT2LMHeadModel"
+    assert "AutoModelForCausalLM.from_config" in ref["can"]["inference"]["how"]
     bert = _json(capsys, corpus["hf_bert_bin"])
     arch = bert["metadata"]["config"]["architectures"][0]
     assert arch in bert["can"]["fine_tune"]["why"]

@@ -69,6 +69,7 @@ def report(ck: Checkpoint, safety: dict[str, Any] | None = None,
     dtypes: Counter[str] = Counter()
     for t in ck.weights.values():
         dtypes[t.dtype.name] += t.numel
+    arch = arch or _architecture(ck)
     return {
         "path": ck.path,
         "format": ck.format,
@@ -83,18 +84,19 @@ def report(ck: Checkpoint, safety: dict[str, Any] | None = None,
         "info": ck.info,
         "needs": ck.needs,
         "safety": safety,
-        **usage(ck),
-        "architecture": (arch or _architecture(ck)).to_json(),
+        **usage(ck, arch),
+        "architecture": arch.to_json(),
     }
 
 
-def usage(ck: Checkpoint) -> dict[str, Any]:
+def usage(ck: Checkpoint, arch: Architecture | None = None) -> dict[str, Any]:
     """What the file is good for (``can``), its LoRA adapter (``lora``), a folder's files."""
     from ..can import can
     from ..lora import describe
 
     adapter = describe(ck)
-    out: dict[str, Any] = {"can": can(ck, adapter)}
+    known = arch.cls if arch is not None and arch.family is not None else None
+    out: dict[str, Any] = {"can": can(ck, adapter, architecture=known)}
     if adapter is not None:
         out["lora"] = adapter
     return out
@@ -365,5 +367,5 @@ def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False,
         lines.append(f"\nnote: {need}")
     from ..can import render_usage
 
-    lines += render_usage(usage(ck))
+    lines += render_usage(usage(ck, arch))
     return "\n".join(lines) + "\n"
