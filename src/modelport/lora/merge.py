@@ -345,9 +345,8 @@ def merge_lora(base: str | os.PathLike[str], adapter: str | os.PathLike[str],
                          f"{ack.format} file", path=adapter,
                          hint="ADAPTER is a PEFT folder (adapter_config.json + adapter_model) "
                          "or a LoRA safetensors file")
-    check_paths_against(source_files(ack) | ({os.path.realpath(adapter)} if os.path.isfile(
-        adapter) else set()), out, allow_unsafe)
-    notes: list[str] = []
+    notes: list[str] = check_paths_against(source_files(ack) | (
+        {os.path.realpath(adapter)} if os.path.isfile(adapter) else set()), out, allow_unsafe)
     result = convert(base, out, to=to, dtype=dtype, max_shard_size=max_shard_size, force=force,
                      jobs=jobs, allow_unsafe=allow_unsafe, progress=progress,
                      transform=lambda ck: apply(ck, ad, notes))
