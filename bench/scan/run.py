@@ -358,6 +358,12 @@ def timing(big: Path, folder: Path) -> list[str]:
     return lines
 
 
+def _python() -> str:
+    """The interpreter as the README's commands spell it (the project's .venv)."""
+    exe = Path(sys.executable)
+    return f".venv/bin/{exe.name}" if exe.parent.parent.name == ".venv" else str(exe)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-timing", action="store_true", help="detection tables only")
@@ -373,7 +379,7 @@ def main() -> None:
     try:
         malicious, benign, canary, samples = build_corpora(tmp)
         lines = ["## scan", "",
-                 f"`{Path(sys.executable).relative_to(ROOT) if str(sys.executable).startswith(str(ROOT)) else sys.executable} bench/scan/run.py` on "
+                 f"`{_python()} bench/scan/run.py` on "
                  f"{platform.machine()}, {os.cpu_count()} cores, Python "
                  f"{platform.python_version()}; "
                  + ", ".join(f"{k} {v}" for k, v in versions.items()) + ". Every payload "
