@@ -11,6 +11,8 @@ constant) so that a CRC of bytes that themselves hold a CRC does not degenerate.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["crc32c", "mask", "unmask", "accelerated"]
 
 _POLY = 0x82F63B78  # reversed Castagnoli polynomial
@@ -29,20 +31,32 @@ def _table() -> list[int]:
 
 _TABLE = _table()
 
-try:  # the C extension when present; the pure loop below gives identical values
-    from crc32c import crc32c as _fast  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the environment
-    _fast = None
+_UNSET: Any = object()
+_fast: Any = _UNSET
+
+
+def _accelerator() -> Any:
+    """The C extension when present (the pure loop below gives identical values), imported on
+    first use: it imports importlib.metadata (~40 ms), which sniffing and scanning never need."""
+    global _fast
+    if _fast is _UNSET:
+        try:
+            from crc32c import crc32c as fast  # type: ignore[import-not-found]
+        except ImportError:  # pragma: no cover - depends on the environment
+            fast = None
+        _fast = fast
+    return _fast
 
 
 def accelerated() -> bool:
-    return _fast is not None
+    return _accelerator() is not None
 
 
 def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     """CRC-32C of ``data``, continuing from ``crc`` (the value of the bytes before it)."""
-    if _fast is not None:
-        return int(_fast(data, crc))
+    fast = _accelerator()
+    if fast is not None:
+        return int(fast(data, crc))
     return _pure(data, crc)
 
 

@@ -21,11 +21,12 @@ Repeated numeric fields may arrive packed (one LEN field) or one field per eleme
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NamedTuple
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import MalformedHeader, Truncated
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where arrays are built: sniffing and scanning need no numpy
 
 __all__ = [
     "VARINT",
@@ -166,6 +167,8 @@ def text(buf: Buffer, f: Field | None, default: str = "") -> str:
 
 def varints(data: Buffer, offset: int = 0) -> np.ndarray:
     """A packed run of varints as uint64, vectorised: each value ends at a byte below 0x80."""
+    import numpy as np
+
     b = np.frombuffer(data, dtype=np.uint8)
     if b.size == 0:
         return np.zeros(0, np.uint64)
@@ -185,6 +188,8 @@ def varints(data: Buffer, offset: int = 0) -> np.ndarray:
 def unpack(buf: Buffer, fields: list[Field], kind: str) -> np.ndarray:
     """A repeated numeric field, packed or not, as one array. ``kind`` is ``"varint"`` (uint64
     bits; cast to the declared type, e.g. ``.astype(np.int32)``), ``"<f4"`` or ``"<f8"``."""
+    import numpy as np
+
     dt = np.dtype(np.uint64 if kind == "varint" else kind)
     parts: list[np.ndarray] = []
     for f in fields:

@@ -32,16 +32,12 @@ every tensor modelport hands on is little-endian, as safetensors and torch store
 from __future__ import annotations
 
 import builtins
-import bz2
 import os
 import struct
-import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..classify import classify, reselect
 from ..containers import npy
@@ -51,6 +47,11 @@ from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Storage, TensorEntry
 from .base import Format, Options, Probe, Writer
 
+if TYPE_CHECKING:
+    import zipfile
+
+    import numpy as np
+
 __all__ = ["FORMAT_ID", "FORMAT_IDS", "MAGIC", "NpyHeader", "sniff",
            "parse_npy_header", "open"]
 
@@ -59,10 +60,13 @@ FORMAT_IDS = ("numpy-npy", "numpy-npz")
 MAGIC = npy.MAGIC
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive's EOCD
 # zip compression method -> incremental decompressor; np.savez_compressed writes 8 (deflate).
+# numpy, zipfile and bz2 are imported when a file is opened: the registry imports this module
+# to sniff, and `modelport scan` of a torch file should not pay for them.
 _DECOMPRESSORS: dict[int, Callable[[], Any]] = {
-    zipfile.ZIP_DEFLATED: lambda: zlib.decompressobj(-15),
-    zipfile.ZIP_BZIP2: bz2.BZ2Decompressor,
+    8: lambda: zlib.decompressobj(-15),
+    12: lambda: __import__("bz2").BZ2Decompressor(),
 }
+_STORED = 0
 _CHUNK = 1 << 20
 _CORRUPT = "the file is corrupt; write it again with np.save / np.savez"
 _PICKLED = ("this .npy holds Python objects (pickled); modelport never unpickles them "
@@ -132,6 +136,8 @@ def parse_npy_header(
     start, shape, fortran, descr = raw.text_offset, raw.shape, raw.fortran, raw.descr
     if not all(type(x) is int and x >= 0 for x in shape):  # numpy takes bools and negatives
         raise bad(f"shape {shape!r} is not a tuple of non-negative integers", start)
+    import numpy as np
+
     try:
         # Builds a dtype description only: an object dtype here is a type code, nothing is loaded.
         dt = np.lib.format.descr_to_dtype(descr)
@@ -170,6 +176,8 @@ def _swapped(header: NpyHeader, raw: bytes | memoryview, key: str, limits: Limit
                             f"in memory, over the limit of {limits.member_bytes}",
                             hint="re-save it little-endian: arr.astype(arr.dtype.newbyteorder('<'))",
                             **loc)
+    import numpy as np
+
     dt = header.dtype.np_dtype()
     swapped = np.frombuffer(raw, dtype=dt.newbyteorder(">"), count=header.nbytes // dt.itemsize)
     return Storage(nbytes=header.nbytes, data=swapped.astype(dt).tobytes(), key=key)
@@ -234,6 +242,8 @@ def _inflate(path: str, f: BinaryIO, m: zipfile.ZipInfo, offset: int) -> bytes:
 
 
 def _open_npz(path: str, f: BinaryIO, size: int, limits: Limits) -> Checkpoint:
+    import zipfile
+
     try:
         with zipfile.ZipFile(f) as zf:
             members = zf.infolist()
@@ -277,7 +287,7 @@ def _open_npz(path: str, f: BinaryIO, size: int, limits: Limits) -> Checkpoint:
             raise InputError("the member is encrypted", offset=offset,
                              hint="decrypt the archive first", **loc)
         key = m.filename[:-4] if m.filename.endswith(".npy") else m.filename
-        if m.compress_type == zipfile.ZIP_STORED:
+        if m.compress_type == _STORED:
             if m.compress_size != m.file_size:
                 raise MalformedHeader(f"a stored member of {m.file_size} bytes occupies "
                                       f"{m.compress_size}", offset=offset, hint=_CORRUPT, **loc)
@@ -310,7 +320,7 @@ def _open_npz(path: str, f: BinaryIO, size: int, limits: Limits) -> Checkpoint:
             raw = read(header.data_offset, header.nbytes)
             storage = _swapped(header, raw, f"{path}:{key}", limits, offset=offset, **loc)
         tree[key] = header.entry(key, storage)
-    compressed = any(m.compress_type != zipfile.ZIP_STORED for m in members)
+    compressed = any(m.compress_type != _STORED for m in members)
     info: dict[str, Any] = {"compressed": compressed}
     if other:
         info["other_members"] = other

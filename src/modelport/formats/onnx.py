@@ -48,8 +48,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ..classify import classify, reselect
 from ..containers.protobuf import (
     I32,
@@ -430,6 +428,8 @@ def _dense(w: _Walk, f: Field, name: str) -> TensorEntry | None:
     if nbytes > w.limits.member_bytes:
         raise LimitExceeded(f"sparse Constant is {nbytes} bytes dense", tensor=name,
                             hint="raise Limits.member_bytes if the model is genuine")
+    import numpy as np
+
     from ..tensors import to_numpy
 
     vals = np.asarray(to_numpy(values)).reshape(-1)
@@ -509,6 +509,8 @@ def _value_info(w: _Walk, f: Field) -> dict[str, Any]:
 
 
 def _dims(w: _Walk, t: dict[str, Any], name: str) -> tuple[int, ...]:
+    import numpy as np
+
     dims = unpack(w.buf, t.get("dims", []), "varint").view(np.int64)
     if (dims < 0).any():
         raise MalformedHeader(f"negative dimension in {dims.tolist()}", tensor=name,
@@ -567,6 +569,8 @@ def _tensor(w: _Walk, f: Field, keep: bool = True, name: str | None = None
 
 def _typed(w: _Walk, t: dict[str, Any], name: str, dtype: DType, shape: tuple[int, ...]) -> bytes:
     """Values from the typed repeated fields, laid out as raw_data would hold them."""
+    import numpy as np
+
     present = [k for k in _TYPED if t.get(k)]
     numel = math.prod(shape)
     if numel >= 1 << 63:  # before any message formats the number
