@@ -44,8 +44,8 @@ CLEAN = {
 # Benign to their peer, unsafe here by design: an encrypted member is content zipfile (with the
 # password) and torch (ignoring the flag) read differently, so it is never clean (CVE-2025-1945).
 NOT_CLEAN = {"picklescan/benign_password_protected.zip", "modelscan/password_protected.zip"}
-# Pickles whose first opcode is not PROTO or a global (UNICODE, STRING): CPython runs them;
-# #7 item 2 (the scanner parses every file from byte 0 by CPython's rules) catches them.
+# Pickles whose first opcode is not PROTO or a global (UNICODE, STRING): CPython runs them,
+# and the scanner parses every file from byte 0 by CPython's rules (#7 item 2).
 ANY_FIRST_OPCODE = {"picklescan/malicious11.pkl", "picklescan/malicious-invalid-bytes.pkl",
                     "picklescan/malicious23.pkl"}
 
@@ -57,20 +57,12 @@ def _exit(path: Path) -> int:
     return main(["scan", str(path)])
 
 
-def _param(name: str) -> object:
-    if name in ANY_FIRST_OPCODE:
-        return pytest.param(name, marks=pytest.mark.xfail(
-            reason="#7 item 2 (pickles parsed from byte 0 whatever the first opcode) lands "
-                   "with the scan-pickle work", strict=False))
-    return name
-
-
 def test_the_corpus_is_all_here() -> None:
     assert len(SAMPLES) > 140
     assert set(CLEAN) | NOT_CLEAN | ANY_FIRST_OPCODE <= set(SAMPLES)
 
 
-@pytest.mark.parametrize("name", [_param(n) for n in SAMPLES])
+@pytest.mark.parametrize("name", SAMPLES)
 def test_peer_sample(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     code = _exit(PEERS / name)
     capsys.readouterr()
