@@ -52,6 +52,7 @@ bench: $(VENV)/.bench
 	$(PY) bench/inspect_bench.py
 	$(PY) bench/convert_bench.py
 	$(PY) bench/scan/run.py
+	$(PY) bench/gguf_bench.py
 
 $(VENV)/.dev: $(VENV)/.test
 	$(PY) -m pip install -q -e '.[dev]'

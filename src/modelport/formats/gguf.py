@@ -31,7 +31,6 @@ tensors out of llama.cpp's order) is read and listed in ``notes``, which the sca
 from __future__ import annotations
 
 import builtins
-import mmap
 import os
 import struct
 from collections.abc import Iterator
@@ -127,14 +126,35 @@ class Header:
         return default
 
 
-class _Reader:
-    """A cursor over the mapped file; every read is checked against the end first."""
+_FIRST_READ = 1 << 20  # the header of most files (their token lists too) fits in a few MB
 
-    def __init__(self, buf: Any, path: str, size: int, order: str, limits: Limits) -> None:
-        self.buf, self.path, self.size, self.o, self.limits = buf, path, size, order, limits
+
+class _Reader:
+    """A cursor over the file's first bytes, read as far as parsing gets (a buffer that grows
+    by doubling, so a 4 GB file with a 2 MB header costs about 2 MB of reads); every read is
+    checked against the file's end first."""
+
+    def __init__(self, f: Any, path: str, size: int, order: str, limits: Limits) -> None:
+        self.f, self.path, self.size, self.o, self.limits = f, path, size, order, limits
+        self.buf = bytearray()
         self.pos = 0
         self.v1 = False
         self.decoded = 0  # bytes of metadata decoded into Python objects
+
+    def load(self, end: int) -> None:
+        """Make bytes up to ``end`` (at most the file's size) available in ``buf``."""
+        have = len(self.buf)
+        if end <= have:
+            return
+        want = min(self.size, max(end, 2 * have, _FIRST_READ))
+        from .. import remote
+
+        remote.ensure(self.path, have, want - have)  # a no-op for a local file
+        chunk = os.pread(self.f.fileno(), want - have, have)
+        if len(chunk) != want - have:
+            raise self.fail(f"the file changed while it was read (got {len(chunk)} bytes at "
+                            f"byte {have})", have, Truncated, hint=_TRUNC)
+        self.buf += chunk
 
     def fail(self, msg: str, offset: int, cls: type[InputError] = MalformedHeader,
              tensor: str | None = None, hint: str = _CORRUPT) -> InputError:
@@ -144,6 +164,7 @@ class _Reader:
         if n > self.size - self.pos:
             raise self.fail(f"the file ends at byte {self.size} inside {what} ({n} bytes at "
                             f"byte {self.pos})", self.pos, Truncated, hint=_TRUNC)
+        self.load(self.pos + n)
 
     def unpack(self, code: str, what: str) -> Any:
         st = struct.Struct(self.o + code)
@@ -170,6 +191,7 @@ class _Reader:
             raise self.fail(f"{what}: string length {n} runs past the end of the file "
                             f"({self.size - self.pos} bytes remain)", at,
                             Truncated if n < 1 << 40 else MalformedHeader)
+        self.load(self.pos + n)
         raw = bytes(self.buf[self.pos:self.pos + n])
         self.pos += n
         self.account(n, at)
@@ -184,7 +206,7 @@ class _Reader:
         width = head.size
         unpack = head.unpack_from
         for i in range(n):
-            if pos + width > size:
+            if pos + width > len(buf):
                 self.pos = pos
                 self.need(width, f"the length of element {i} of {key!r}")
             (k,) = unpack(buf, pos)
@@ -194,6 +216,8 @@ class _Reader:
                 raise self.fail(f"element {i} of {key!r}: string length {k} runs past the end "
                                 f"of the file ({size - pos} bytes remain)", pos - width,
                                 Truncated if k < 1 << 40 else MalformedHeader)
+            if pos + k > len(buf):
+                self.load(pos + k)
             out.append(buf[pos:pos + k].decode("utf-8", "surrogateescape"))
             pos += k
         self.account(pos - self.pos, self.pos)
@@ -249,17 +273,10 @@ class _Reader:
         st = struct.Struct(self.o + code)
         self.room(n, st.size, f"key {key!r}", at)
         self.account(8 * n, at)
+        self.load(self.pos + n * st.size)
         values = list(struct.unpack_from(f"{self.o}{n}{code}", self.buf, self.pos)) if n else []
         self.pos += n * st.size
         return f"[{name}]", values
-
-
-def _open_map(path: str) -> tuple[Any, int]:
-    with builtins.open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            return b"", 0
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), size
 
 
 def parse(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Header:
@@ -270,17 +287,14 @@ def parse(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Head
     ``MalformedHeader`` for everything else GGUF forbids.
     """
     path = os.fspath(path)
-    buf, size = _open_map(path)
-    try:
-        return _parse(buf, path, size, limits)
-    finally:
-        if isinstance(buf, mmap.mmap):
-            buf.close()
+    with builtins.open(path, "rb") as f:
+        return _parse(f, path, os.fstat(f.fileno()).st_size, limits)
 
 
-def _parse(buf: Any, path: str, size: int, limits: Limits) -> Header:
-    r = _Reader(buf, path, size, "<", limits)
+def _parse(f: Any, path: str, size: int, limits: Limits) -> Header:
+    r = _Reader(f, path, size, "<", limits)
     r.need(8, "the GGUF magic and version")
+    buf = r.buf
     if bytes(buf[:4]) != MAGIC:
         raise r.fail(f"not a GGUF file: the magic is {bytes(buf[:4])!r}, not b'GGUF'", 0)
     version = struct.unpack_from("<I", buf, 4)[0]
@@ -562,7 +576,7 @@ def _sniff(probe: Probe) -> bool:
 
 
 FORMAT = Format(
-    FORMAT_ID, "llama.cpp", _sniff, order=25, title="GGUF (llama.cpp)",
+    FORMAT_ID, "llama.cpp", _sniff, order=25, title="GGUF (llama.cpp)", ranged=True,
     open=f"{__name__}:read", scan="modelport.scan.templates:scan_gguf",
     writer=Writer("gguf", "modelport.convert.gguf:write_gguf", suffixes=(".gguf",),
                   holds=lambda d: d.ggml is not None, blocks=True, casts=("Q8_0",),
