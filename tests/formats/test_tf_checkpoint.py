@@ -163,6 +163,7 @@ def test_inspect_says_layout_and_what_restoring_needs(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "tf-checkpoint" in out and "training-checkpoint" in out
     assert "[in, out]" in out and "needs TensorFlow" in out
+    assert "step = 7, save_counter = 1, optimizer: 10 tensor(s)" in out
     assert main(["inspect", "--json", str(FIXTURES / "tf1_saver" / "model.ckpt")]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["format"] == "tf-checkpoint"

@@ -17,6 +17,7 @@ __all__ = ["crc32c", "mask", "unmask", "accelerated"]
 
 _POLY = 0x82F63B78  # reversed Castagnoli polynomial
 _MASK_DELTA = 0xA282EAD8
+_SMALL = 16384  # bytes below which the pure loop is faster than importing the extension
 
 
 def _table() -> list[int]:
@@ -31,31 +32,36 @@ def _table() -> list[int]:
 
 _TABLE = _table()
 
-_UNSET: Any = object()
-_fast: Any = _UNSET
+_fast: Any = None  # the C extension's function, found on first use
 
 
-def _accelerator() -> Any:
-    """The C extension when present (the pure loop below gives identical values), imported on
-    first use: it imports importlib.metadata (~40 ms), which sniffing and scanning never need."""
+def _load() -> Any:
+    """The ``crc32c`` package's function, or False. Imported on first use, not with this
+    module: its import costs about 90 ms (it reads its own metadata), and every command that
+    asks the format registry imports this module."""
     global _fast
-    if _fast is _UNSET:
+    if _fast is None:
+        fast: Any
         try:
-            from crc32c import crc32c as fast  # type: ignore[import-not-found]
+            from crc32c import crc32c as fast
         except ImportError:  # pragma: no cover - depends on the environment
-            fast = None
+            fast = False
         _fast = fast
     return _fast
 
 
 def accelerated() -> bool:
-    return _accelerator() is not None
+    return bool(_load())
 
 
 def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
-    """CRC-32C of ``data``, continuing from ``crc`` (the value of the bytes before it)."""
-    fast = _accelerator()
-    if fast is not None:
+    """CRC-32C of ``data``, continuing from ``crc`` (the value of the bytes before it).
+    Index blocks (kilobytes) take the pure loop, so reading an index never imports the
+    package; tensor data takes the C extension when installed."""
+    if len(data) <= _SMALL:
+        return _pure(data, crc)
+    fast = _load()
+    if fast:
         return int(fast(data, crc))
     return _pure(data, crc)
 

@@ -755,10 +755,30 @@ def open_bundle(path: str, index: str, options: Options, *, kind: str | None = N
         info_lines["checksums"] = f"CRC-32C of {checked} tensor(s) checked: all match"
     if skipped:
         info_lines["left out"] = ", ".join(f"{s['key']} ({s['dtype']})" for s in skipped[:6])
+    training = _training_line(tree, groups)
+    if training:
+        info_lines["training"] = training
     info_lines["layout"] = ("as stored by TensorFlow: a Dense kernel is [in, out] (torch's "
                             "nn.Linear weight is [out, in]); convolution kernels are "
                             "[h, w, in, out]")
     return ck
+
+
+def _training_line(tree: dict[str, Any], groups: dict[str, dict[str, Any]]) -> str:
+    """Counters (their values: a few bytes each) and optimizer state, in one line."""
+    from ..tensors import to_numpy
+
+    parts = []
+    for name, t in tree.items():
+        if isinstance(t, TensorEntry) and t.numel == 1 and t.dtype.kind in "iu":
+            try:
+                parts.append(f"{name} = {int(to_numpy(t).reshape(-1)[0])}")
+            except ModelportError:
+                parts.append(f"{name} = ?")
+    for group, tensors in groups.items():
+        n = sum(isinstance(v, TensorEntry) for v in tensors.values())
+        parts.append(f"{group}: {n} tensor(s)")
+    return ", ".join(parts)
 
 
 def _dotted(group: str, name: str) -> str:
