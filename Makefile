@@ -53,6 +53,7 @@ bench: $(VENV)/.bench
 	$(PY) bench/convert_bench.py
 	$(PY) bench/scan/run.py
 	$(PY) bench/gguf_bench.py
+	$(PY) bench/tf_bench.py --tfpy $(TFPY)
 
 $(VENV)/.dev: $(VENV)/.test
 	$(PY) -m pip install -q -e '.[dev]'
