@@ -38,7 +38,7 @@ import builtins
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..classify import classify
 from ..containers.crc32c import crc32c, mask
@@ -289,7 +289,7 @@ def _string_values(data: memoryview, n: int, e: BundleEntry, path: str,
     """A DT_STRING tensor's elements: varint64 lengths, a masked CRC of them, the bytes. The
     CRC covers the lengths as the writer's machine held them (uint32, uint64 when larger) and
     is stored in its byte order."""
-    order = "big" if big_endian else "little"
+    order: Literal["big", "little"] = "big" if big_endian else "little"
     pos, lengths, crc = 0, [], 0
     for _ in range(n):
         ln, pos = read_varint(data, pos, len(data))
@@ -820,7 +820,7 @@ def _stored_crc(reader: _Reader, e: BundleEntry) -> int:
     for d in e.shape:
         n *= d
     pos, crc = 0, 0
-    order = "big" if reader.bundle.big_endian else "little"
+    order: Literal["big", "little"] = "big" if reader.bundle.big_endian else "little"
     for _ in range(n):
         ln, pos = read_varint(data, pos, len(data))
         crc = crc32c(ln.to_bytes(4 if ln <= 0xFFFFFFFF else 8, order), crc)
