@@ -76,10 +76,19 @@ def test_has_object_is_numpys_answer(descr: object) -> None:
     "O", "|O", "O8", "object", "i4,O", "2O", "(2,3)O", "i4, (2)O", ("O", (2,)), [("a", "O")],
     [("a", "<f4"), ("b", [("c", "O")])], [("a", "<f4", (2,)), ("b", "O", (3,))],
     [(("title", "a"), "O")], ["aO"], {"aO": 0}, [("", "|V4"), ("b", "|O")],
+    (("<f4", 0), "O"),  # found by the property test: new's flags over a zero-size base
 ])
 def test_object_descrs(descr: object) -> None:
     assert _numpy_hasobject(descr) is True
     assert npy.descr_has_object(descr)
+
+
+@pytest.mark.parametrize("descr", [("S", "O"), (("S", 0), "O"), ("U0", "O"), ("a", "O"),
+                                   (("<f4", 0), "<i8"), ("S", [("a", "O")])])
+def test_zero_size_string_bases_hold_no_objects(descr: object) -> None:
+    # numpy sizes an unsized string base like the new type and keeps it a string
+    assert _numpy_hasobject(descr) is False
+    assert not npy.descr_has_object(descr)
 
 
 def _npy(header: str, body: bytes, version: tuple[int, int] = (1, 0)) -> bytes:

@@ -194,6 +194,21 @@ def _string_has_object(code: str) -> bool:
 _UNSIZED = re.compile(r"^(?:[SUVa]0?|void|str|bytes|str_|bytes_)$")
 
 
+_UNSIZED_STRING = re.compile(r"^(?:[SUa]0?|str|bytes|str_|bytes_)$")
+
+
+def _unsized_string(base: Any) -> bool:
+    """'S', 'U0', 'a', or the generic (flexible, itemsize) tuple ('S', 0): a string type of no
+    size (not a subarray: ('S4', 0) is a subarray of zero S4 elements)."""
+    if isinstance(base, tuple) and len(base) == 2 and isinstance(base[1], int) and \
+            not isinstance(base[1], bool) and isinstance(base[0], str):
+        base = base[0]
+    elif not isinstance(base, str):
+        return False
+    code = base[1:] if base[:1] in ("<", ">", "|", "=") else base
+    return bool(_UNSIZED_STRING.match(code))
+
+
 def _element(descr: Any) -> str | None:
     """The element type string under subarray layers (byte order dropped); None for records."""
     while isinstance(descr, tuple) and descr:
@@ -279,10 +294,10 @@ def descr_has_object(descr: Any, _depth: int = 0) -> bool:
             # (base, new): over a zero-size base numpy takes the new type as it is; otherwise
             # it refuses objects on either side, so an accepted one holds none.
             if _zero_size(descr[0]):
-                # over a zero-size base numpy keeps the base's element type at new's size:
-                # objects only when that element is an object or a void taking new's fields
-                elem = _element(descr[0])
-                if elem is not None and not elem.startswith(("O", "object", "V", "void")):
+                # over a zero-size base numpy sizes the base like new: an unsized string base
+                # stays a string ('S' over 'O' is S8, no objects); a void or a zero-element
+                # subarray takes new's flags ((('<f4', 0), 'O') is ('<f4', (0,)), hasobject)
+                if _unsized_string(descr[0]):
                     return False
                 return descr_has_object(second, _depth + 1)
             return descr_has_object(descr[0], _depth + 1) or \
