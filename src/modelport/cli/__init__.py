@@ -26,6 +26,9 @@ COMMANDS = {
     "diff": ("diff", "show tensors added, removed and changed between two files"),
     "view": ("view", "a local page to look inside a model file, or two side by side"),
     "merge-lora": ("merge_lora", "merge a LoRA adapter into its base model, streaming"),
+    "export": ("export", "export to ONNX (recognised architectures need no class) and check "
+               "parity with onnxruntime"),
+    "parity": ("parity", "compare an ONNX model with the PyTorch model it came from"),
 }
 
 EXIT_OK, EXIT_DIFFER, EXIT_ERROR = 0, 1, 2
