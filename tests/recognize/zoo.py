@@ -2,7 +2,8 @@
 
 Every size the file can reveal (layers, widths, vocabulary, MLP width, positions) is drawn at
 random from a seeded generator, never left at the family's default; heads follow the family's
-usual head width (64), as recognition assumes. ``wrap`` puts the state_dict the way training
+usual head width (64), and the values no shape shows (epsilons) the released models' ones, as
+recognition assumes. ``wrap`` puts the state_dict the way training
 code leaves it: under ``module.`` (DDP), ``_orig_mod.`` (torch.compile) or ``{'state_dict': ...}``.
 """
 
@@ -40,7 +41,8 @@ def _roberta(r: random.Random) -> dict[str, Any]:
     return dict(hidden_size=h, num_attention_heads=h // 64, num_hidden_layers=r.randint(1, 3),
                 intermediate_size=r.randint(40, 200), vocab_size=r.randint(90, 400),
                 max_position_embeddings=r.randint(40, 100), type_vocab_size=1, pad_token_id=1,
-                bos_token_id=0, eos_token_id=2)
+                bos_token_id=0, eos_token_id=2,
+                layer_norm_eps=1e-5)  # assumed by recognition: what released RoBERTas use
 
 
 @_family("gpt2", "GPT2LMHeadModel", "gpt2")

@@ -149,6 +149,15 @@ def _source(src: str, *, model: str | None, init: dict[str, Any] | None, trust_c
             raise UsageError(f"{src}: give the model's inputs with --input NAME:DIMS:DTYPE",
                              hint="e.g. --input pixel_values:1x3x224x224:float32")
         if ck.kind == "torchscript":
+            # Exporting runs the archive's TorchScript code (no Python imports): only when the
+            # scanner finds nothing in it, or the user trusts it.
+            from ..scan import scan_file
+
+            report = scan_file(src)
+            if report.verdict != "clean" and not trust_code:  # fail closed: error is not clean
+                raise UsageError(f"{src}: the scanner says {report.verdict} for this "
+                                 f"TorchScript archive ({report.reason}); exporting runs its "
+                                 "code", hint="--trust-code runs it anyway, in a child process")
             return _Source(src, "torchscript", "TorchScript module", specs, ck)
         imports = _imports(ck)
         if not trust_code:
@@ -216,7 +225,7 @@ def _child(source: _Source, check: list[InputSpec], export_path: str | None, ops
     with open(out + ".json", encoding="utf-8") as f:
         names = json.load(f)["names"]
     with np.load(out) as data:  # written by our own child: no pickles (allow_pickle is False)
-        values = [data[f"o{i}"] for i in range(len(data.files))]
+        values = [data[f"arr_{i}"] for i in range(len(data.files))]
     return names, dict(zip(names, values))
 
 
@@ -239,7 +248,7 @@ def _torch_outputs(source: _Source, check: list[InputSpec], export_path: str | N
 def _compare(onnx_path: str, check: list[InputSpec], ref: dict[str, Any],
              atol: float | None, rtol: float | None) -> Parity:
     import numpy as np
-    import onnxruntime as ort
+    import onnxruntime as ort  # type: ignore[import-untyped]
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # shape-inference warnings about dynamic dims are not news

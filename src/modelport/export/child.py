@@ -45,7 +45,8 @@ def main(argv: list[str]) -> int:
     from .inputs import arrays
     from .torchside import Wrapped, run, trace
 
-    job = json.loads(open(argv[0], encoding="utf-8").read())
+    with open(argv[0], encoding="utf-8") as f:
+        job = json.load(f)
     if job["kind"] == "torchscript":
         model = torch.jit.load(job["source"], map_location="cpu")
     else:
@@ -59,7 +60,7 @@ def main(argv: list[str]) -> int:
         names = trace(wrapped, specs, arrays(specs, job["seed"]), job["export"]["path"],
                       job["export"]["opset"])
     outs = run(wrapped, check, arrays(check, job["check_seed"]))
-    np.savez(job["out"], **{f"o{i}": v for i, v in enumerate(outs.values())})
+    np.savez(job["out"], *outs.values())  # arr_0, arr_1, ... in output order
     with open(job["out"] + ".json", "w", encoding="utf-8") as f:
         json.dump({"names": names or list(outs)}, f)
     return 0

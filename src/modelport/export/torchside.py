@@ -33,7 +33,7 @@ def torch_tensor(entry: TensorEntry) -> torch.Tensor:
     """A tensor's values as a torch tensor (a copy), bf16/fp8 through their bit patterns."""
     arr = np.asarray(to_numpy(entry))
     target = getattr(torch, entry.dtype.torch) if entry.dtype.torch else None
-    if arr.dtype.kind not in "biufc":  # ml_dtypes (bfloat16, float8_*): numpy-opaque to torch
+    if arr.dtype.kind not in "biufc" and target is not None:  # ml_dtypes: opaque to torch
         bits = np.ascontiguousarray(arr).view(f"i{arr.dtype.itemsize}")
         return torch.from_numpy(bits.copy()).view(target)
     t = torch.from_numpy(np.array(arr))
@@ -92,12 +92,15 @@ def build_user(spec: str, init: dict[str, Any], ck: Checkpoint) -> torch.nn.Modu
         raise UsageError(f"--model {spec!r} is not a torch.nn.Module")
     names = normalise(list(ck.weights))
     state = {names[n]: torch_tensor(e) for n, e in ck.weights.items()}
-    expected = set(model.state_dict())
-    missing = sorted(expected - set(state))
-    extra = sorted(set(state) - expected)
-    if missing or extra:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    shapes = [f"{k} {list(state[k].shape)} vs {list(v)}" for k, v in expected.items()
+              if k in state and tuple(state[k].shape) != v]
+    if missing or extra or shapes:
         raise InputError(f"{cls_name}'s state_dict and the file's weights differ: missing "
-                         f"{missing[:5]}, unexpected {extra[:5]}",
+                         f"{missing[:5]}, unexpected {extra[:5]}, shapes (file vs class) "
+                         f"{shapes[:3]}",
                          hint="check --init, or --select the subtree that holds the weights")
     model.load_state_dict(state, strict=True)
     return model.eval()
@@ -114,9 +117,10 @@ class Wrapped(torch.nn.Module):
         self.input_names = input_names
         self.hf = hf
         self.names: list[str] = []
-        params = inspect.signature(model.forward).parameters
+        self.eval()
         self.extra = {"return_dict": True} if hf else {}
-        if hf and "use_cache" in params:
+        # (a TorchScript method has no Python signature: only transformers models are asked)
+        if hf and "use_cache" in inspect.signature(model.forward).parameters:
             self.extra["use_cache"] = False  # past key values are not an output worth tracing
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -154,6 +158,9 @@ def _tensors(specs: list[InputSpec], arrays: dict[str, np.ndarray]) -> tuple[tor
 def run(module: Wrapped, specs: list[InputSpec], arrays: dict[str, np.ndarray]
         ) -> dict[str, np.ndarray]:
     """The module's outputs on ``arrays``, by output name."""
+    # torch.onnx.export puts the module back in the mode it found it in, recursively: a wrapper
+    # made in training mode would switch dropout back on in the model it wraps.
+    module.eval()
     with torch.no_grad():
         outs = module(*_tensors(specs, arrays))
     return {n: o.detach().float().numpy() if o.dtype == torch.bfloat16 else o.detach().numpy()
@@ -185,7 +192,9 @@ def trace(module: Wrapped, specs: list[InputSpec], arrays: dict[str, np.ndarray]
         # The TorchScript-based exporter is deprecated in favour of one that needs onnxscript;
         # its tracer warns about every Python branch on shapes, which transformers is full of.
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, _tensors(specs, arrays), path, dynamo=False,
+        # A TorchScript module is exported as it is (it cannot be traced from inside a wrapper)
+        target = module.model if isinstance(module.model, torch.jit.ScriptModule) else module
+        torch.onnx.export(target, _tensors(specs, arrays), path, dynamo=False,
                           do_constant_folding=True, input_names=[s.name for s in specs],
                           output_names=names, dynamic_axes=dynamic, opset_version=opset)
     return names
