@@ -52,7 +52,9 @@ def files(p):
 def modelport(p):
     from modelport.scan import scan_file
     r = scan_file(p)
-    return {"unsafe": "flagged", "clean": "clean", "error": "error"}[r.verdict], r.reason
+    # needs-code (a class off the allowlist: loading imports its module) exits 1 like unsafe
+    return {"unsafe": "flagged", "needs-code": "flagged", "clean": "clean",
+            "error": "error"}[r.verdict], r.reason
 
 def picklescan(p, strict=False):
     from picklescan.scanner import scan_directory_path, scan_file_path
@@ -219,8 +221,9 @@ def detection(malicious: dict[str, Path], benign: dict[str, Path], samples: list
               "Face folder is one path). modelport's one benign flag is `full_model.pt`, "
               "`torch.save(model)` of a class defined in the training script: torch.load "
               "imports that script's module (its code runs) and weights_only=True refuses the "
-              "file; modelport names those two classes and nothing else (torch.nn layers are "
-              "reported as ecosystem objects).", "",
+              "file; modelport says `needs-code` (exit 1; `--allow` vouches for the classes), names "
+              "those two classes and nothing else (torch.nn layers are reported as ecosystem "
+              "objects). Its `needs-code` verdicts count as flagged here.", "",
               "### Malicious samples", "",
               "| sample | technique | advisory | " + " | ".join(TOOLS) + " |",
               "| --- | --- | --- | " + " | ".join("---" for _ in TOOLS) + " |"]
