@@ -137,9 +137,10 @@ def test_gguf_to_safetensors_and_back_keeps_the_bytes(llama: Path, tmp_path: Pat
     assert load(str(kept)).weights["blk.0.attn_q.weight"].dtype.name == "Q8_0"
     modelport.convert(kept, back)
     assert back.read_bytes() == q8.read_bytes()
-    # Dequantized to F32 by default, equal to the gguf package's dequantization.
+    # Dequantized to F32 by default, equal to the gguf package's dequantization (and --verify
+    # dequantizes A the same way to compare).
     deq, f32 = tmp_path / "deq.safetensors", tmp_path / "f32.gguf"
-    modelport.convert(q8, deq)
+    assert modelport.convert(q8, deq, verify=True).verified.same
     from safetensors.numpy import load_file
 
     values = load_file(deq)
@@ -159,6 +160,8 @@ def test_gguf_to_hf_folder_restores_names_and_rows(llama: Path, tmp_path: Path) 
     out = tmp_path / "hf"
     assert main(["convert", str(f32), str(out), "-q"]) == 0
     assert main(["verify", str(llama / "model.safetensors"), str(out / "model.safetensors")]) == 0
+    with pytest.raises(UsageError, match="renames"):  # verify pairs tensors by name
+        modelport.convert(f32, tmp_path / "hf-v", verify=True)
     q8, out8 = tmp_path / "q8.gguf", tmp_path / "hf8"
     modelport.convert(llama, q8, dtype="Q8_0")
     modelport.convert(q8, out8, dtype="F16")

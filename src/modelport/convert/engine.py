@@ -443,6 +443,11 @@ def convert(
                          hint="--select names the subtree that holds the weights" if full else
                          "--full keeps every tensor and value it holds; --select names the "
                          "subtree that holds the weights")
+    if verify and not full and {it.name for sh in plan.shards for it in sh.items} - set(ck.weights):
+        # llama.cpp's names (HF <-> GGUF): verify pairs tensors by name
+        raise UsageError("--verify pairs tensors by name, and this conversion renames them "
+                         "(llama.cpp's names)", path=dst, hint="convert without --verify; "
+                         "the tests check these conversions value by value")
     notes = scan_notes + list(plan.notes)
     copy: list[str] = []
     if ck.format == "hf-repo":

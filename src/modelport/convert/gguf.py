@@ -231,6 +231,9 @@ def plan_from(ck: Checkpoint, target: Target, items: list[Item], *, cast: DType 
         found = _source_kv(ck)
         if found is not None:
             meta[GGUF_KEY] = kv_json(*found)
+    elif ck.metadata:
+        notes.append(f"the GGUF's {len(ck.metadata)} metadata keys (tokenizer, hyper-parameters, "
+                     f"chat template) are not kept in {target.format}; safetensors keeps them")
     if target.folder and target.format == "safetensors":
         from .. import gguf_hf
 

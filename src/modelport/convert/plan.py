@@ -200,7 +200,9 @@ def left_out(ck: Checkpoint) -> str | None:
         groups[top] = groups.get(top, 0) + 1
     parts += [f"{k}: {n} tensor{'s' * (n != 1)}" for k, n in groups.items()]
     # A folder's config.json is not part of the tree (and is copied along with the weights).
-    meta = ck.metadata if isinstance(ck.metadata, dict) and ck.format != "hf-repo" else {}
+    # A folder's config.json is copied along; a GGUF's pairs are the gguf hook's to carry.
+    meta = ck.metadata if isinstance(ck.metadata, dict) and ck.format not in ("hf-repo", "gguf") \
+        else {}
     if ck.kind in ("weights", "training-checkpoint"):
         for k, v in meta.items():
             if k in groups or k == "__class__":

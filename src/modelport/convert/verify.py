@@ -159,11 +159,18 @@ def max_abs_diff(a: TensorEntry, b: TensorEntry, sources: Sources,
     return worst, close
 
 
+_F32: DType = by_name("F32")  # type: ignore[assignment]  # a row of the table
+
+
 def _compare(name: str, ea: TensorEntry, eb: TensorEntry, cast: DType | None,
              atol: float | None, rtol: float | None, sources: Sources) -> Difference | None:
     if ea.shape != eb.shape:
         return Difference(name, "shape", f"{describe(ea)} vs {describe(eb)}")
     want = out_dtype(ea.dtype, cast)
+    if ea.dtype.is_block and not eb.dtype.is_block:
+        # ggml blocks (a GGUF) against a conversion of them: convert dequantizes to F32, or
+        # to --dtype; the digest below dequantizes A the same way
+        want = cast if cast is not None and not cast.is_block else _F32
     if atol is not None or rtol is not None:
         off, close = max_abs_diff(ea, eb, sources, atol or 0.0, rtol or 0.0)
         if not close:
