@@ -131,6 +131,20 @@ def build() -> dict[str, tuple[str, int]]:
                   location="mlp.onnx.data")
     out["onnx + external data (134 MB .data)"] = (
         "files/mlp.onnx", ox.stat().st_size + (DATA / "mlp.onnx.data").stat().st_size)
+    gg = DATA / "llama.gguf"
+    if not gg.exists():
+        import gguf
+
+        w = gguf.GGUFWriter(str(gg), "llama")
+        w.add_context_length(4096)
+        w.add_token_list([f"tok{i}" for i in range(32000)])  # a vocabulary's worth of metadata
+        for i in range(8):
+            w.add_tensor(f"blk.{i}.ffn_up.weight", np.zeros((4096, 1024), np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+    out["gguf (32k-token vocabulary, 8 tensors)"] = ("files/llama.gguf", gg.stat().st_size)
     pk = DATA / "small.pth"
     if not pk.exists():
         torch.save({"w": torch.randn(256, 256)}, pk, _use_new_zipfile_serialization=False)
@@ -166,7 +180,7 @@ def main_() -> None:
     for label, size, req, nbytes, dt, n in rows:
         lines.append(f"| {label} | {size:,} | {req} | {nbytes:,} | {nbytes / size:.5f} | "
                      f"{dt:.2f} | {n} |")
-    lines += ["", "Formats whose readers read through `remote.ensure` (safetensors, torch zip, "
+    lines += ["", "Formats whose readers read through `remote.ensure` (safetensors, torch zip, GGUF, "
               "TorchScript, hf-repo folders of those) fetch headers only; every other format is "
               "fetched whole before its reader runs (the legacy pickle row), within "
               "`MODELPORT_REMOTE_BUDGET`."]
