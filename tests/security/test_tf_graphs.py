@@ -49,12 +49,15 @@ def function(name: str, args: tuple[str, ...], *nodes: bytes) -> bytes:
     return _len(1, signature) + b"".join(_len(3, n) for n in nodes)
 
 
-def saved_model(nodes: list[bytes], functions: list[bytes] = ()) -> bytes:
+def saved_model(nodes: list[bytes], functions: list[bytes] = (),
+                saver_filename: str | None = None) -> bytes:
     graph = b"".join(_len(1, n) for n in nodes)
     if functions:
         graph += _len(2, b"".join(_len(1, f) for f in functions))
     info = _len(4, "serve") + _len(5, "2.21.0")
     meta = _len(1, info) + _len(2, graph)
+    if saver_filename is not None:  # SaverDef.filename_tensor_name
+        meta += _len(3, _len(1, saver_filename))
     return _varint(1 << 3) + _varint(1) + _len(2, meta)
 
 
@@ -135,3 +138,17 @@ def test_technique_is_unsafe(tmp_path: Path, technique: str,
     assert (rule, subject) in {(f.rule, f.subject) for f in report.unsafe_findings}
     assert main(["scan", str(folder)]) == 1
     capsys.readouterr()
+
+
+def test_tf1_saver_const_fed_by_the_loader_is_the_callers_path(tmp_path: Path) -> None:
+    """A TF1 Saver's path is a Const (save/Const) that the loader overrides with a feed, as
+    SaverDef.filename_tensor_name says: not a path fixed in the graph. The same graph without
+    the SaverDef writes where the constant says."""
+    nodes = [node("save/Const", "Const", strings=("model",)),
+             node("save/SaveV2", "SaveV2", "save/Const", "save/names", "save/slices", "v")]
+    folder = _write(tmp_path, saved_model(nodes, saver_filename="save/Const:0"))
+    assert scan_file(folder / "saved_model.pb").verdict == "clean"
+    (folder / "saved_model.pb").write_bytes(saved_model(nodes))
+    report = scan_file(folder / "saved_model.pb")
+    assert report.verdict == "unsafe"
+    assert {f.rule for f in report.unsafe_findings} == {"tf-constant-path"}

@@ -8,8 +8,9 @@
 
 Field numbers (tensorflow/core/protobuf/meta_graph.proto, framework/graph.proto, ...)::
 
-    MetaGraphDef    1 meta_info_def  2 graph_def  3 saver_def  4 collection_def (map)
-                    5 signature_def (map)  6 asset_file_def*  7 object_graph_def
+    MetaGraphDef    1 meta_info_def  2 graph_def  3 saver_def (1 filename_tensor_name)
+                    4 collection_def (map)  5 signature_def (map)  6 asset_file_def*
+                    7 object_graph_def
     MetaInfoDef     1 meta_graph_version  2 stripped_op_list  4 tags*  5 tensorflow_version
                     6 tensorflow_git_version
     GraphDef        1 node*  2 library  4 versions      FunctionDefLibrary  1 function*
@@ -85,6 +86,7 @@ TENSOR_INFO: Schema = {1: ("name", LEN, False), 2: ("dtype", VARINT, False),
                        5: ("composite_tensor", LEN, False)}
 SHAPE: Schema = {2: ("dim", LEN, _R), 3: ("unknown_rank", VARINT, False)}
 DIM: Schema = {1: ("size", VARINT, False)}
+SAVER_DEF: Schema = {1: ("filename_tensor_name", LEN, False)}
 COLLECTION: Schema = {1: ("node_list", LEN, False), 2: ("bytes_list", LEN, False),
                       3: ("int64_list", LEN, False), 4: ("float_list", LEN, False),
                       5: ("any_list", LEN, False)}
@@ -129,6 +131,9 @@ class MetaGraph:
     collections: list[str]
     has_saver: bool
     offset: int
+    # The node the loader feeds the checkpoint path into (SaverDef.filename_tensor_name):
+    # a TF1 Saver's "save/Const" is a Const the caller overrides with a feed.
+    saver_filename: str = ""
 
     def op_counts(self) -> tuple[Counter[str], Counter[str]]:
         graph = Counter(n.op for n in self.nodes)
@@ -236,12 +241,17 @@ class _Reader:
                             for k, v in self.map_entries(s.get("outputs", []))},
             }
         collections = [k for k, _ in self.map_entries(m.get("collection_def", []))]
+        saver_filename = ""
+        if "saver_def" in m:
+            sd = self.msg(m["saver_def"], SAVER_DEF)
+            saver_filename = self.text(sd.get("filename_tensor_name")).split(":", 1)[0]
         return MetaGraph(
             tags=[self.text(t) for t in info.get("tags", ())],
             tensorflow_version=self.text(info.get("tensorflow_version")),
             git_version=self.text(info.get("tensorflow_git_version")),
             producer=producer, nodes=nodes, functions=functions, signatures=signatures,
-            collections=sorted(collections), has_saver="saver_def" in m, offset=f.offset)
+            collections=sorted(collections), has_saver="saver_def" in m, offset=f.offset,
+            saver_filename=saver_filename)
 
 
 def _mapped(path: str) -> memoryview:

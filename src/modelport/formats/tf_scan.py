@@ -162,7 +162,9 @@ def _judge(scan: Scan, where: str, nodes: list[GraphNode], args: set[str],
 def scan_graph(scan: Scan, g: MetaGraph, label: str) -> None:
     """Every node of a meta graph and of every function in its library."""
     library = {f.name for f in g.functions}
-    _judge(scan, "graph", g.nodes, set(), library)
+    # The Saver's filename tensor is what the loader feeds the checkpoint path into: a path
+    # that flows from it is the caller's, even when the node is a Const (TF1's save/Const).
+    _judge(scan, "graph", g.nodes, {g.saver_filename} - {""}, library)
     for f in g.functions:
         _judge(scan, f"function {f.name}", f.nodes, set(f.args), library)
     nodes = len(g.nodes) + sum(len(f.nodes) for f in g.functions)
