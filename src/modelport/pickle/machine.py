@@ -15,6 +15,7 @@ modelport can read the file.
 
 from __future__ import annotations
 
+import _compat_pickle  # Python 2 -> 3 name tables (data only), as the unpickler maps
 import codecs
 import re
 import reprlib
@@ -278,8 +279,9 @@ class Machine:
             self.note("computed-global",
                       f"{opcode} operands are not strings: {brief(module)}, {brief(name)}")
             module, name = brief(module), brief(name)
-        if self.proto < 3 and module in _PY2_MODULES:  # what Unpickler(fix_imports=True) does
-            module = _PY2_MODULES[module]
+        if self.proto < 3:  # what Unpickler(fix_imports=True), the default, does
+            module, name = _compat_pickle.NAME_MAPPING.get((module, name)) or (
+                _compat_pickle.IMPORT_MAPPING.get(module, module), name)
         self.globals.append(GlobalRef(module, name, opcode, self.base + self.op_offset, self.member))
         if "." in name:
             self.note("dotted-name", f"{module}.{name}: a dotted name reaches an attribute")
@@ -366,20 +368,6 @@ class Machine:
     def end(self) -> int:
         """Position just after STOP (valid after run())."""
         return self.pos
-
-
-# Python 2 module names that Unpickler(fix_imports=True) maps (Lib/_compat_pickle.py, subset).
-_PY2_MODULES = {
-    "__builtin__": "builtins",
-    "copy_reg": "copyreg",
-    "Queue": "queue",
-    "cPickle": "pickle",
-    "_elementtree": "xml.etree.ElementTree",
-    "exceptions": "builtins",
-    "UserDict": "collections",
-    "urllib2": "urllib.request",
-    "commands": "subprocess",
-}
 
 
 # -- text operands, read as CPython reads them ------------------------------------------------
@@ -697,11 +685,7 @@ def _set_into(m: Machine, pairs: list[tuple[Any, Any]]) -> None:
     target = m.stack[-1]
     if isinstance(target, dict):
         for k, v in pairs:
-            check_key(m, k)
-            try:
-                target[k] = v
-            except TypeError:  # an unhashable key: a loader would fail here too
-                raise m.error(f"unhashable dict key {type(k).__name__}") from None
+            target[as_key(m, k)] = v
     elif m.method_call(target, "__setitem__", pairs, "SETITEM"):
         if isinstance(target, Opaque):
             target.setitems.extend(pairs)
@@ -755,10 +739,7 @@ def _additems(m: Machine) -> None:
         return
     target = m.stack[-1]
     if isinstance(target, set):
-        try:
-            target.update(_hashable(m, items, "set"))
-        except TypeError:
-            raise m.error("unhashable set item") from None
+        target.update(_hashable(m, items, "set item"))
     elif m.method_call(target, "add", items, "ADDITEMS"):
         if isinstance(target, Opaque):
             target.items.extend(items)
@@ -790,14 +771,44 @@ def check_key(m: Machine, key: Any) -> None:
         level = [x for t in level for x in t if isinstance(x, (tuple, frozenset))]
 
 
+class Identity:
+    """A dict key or set item that modelport did not build as data (an object of a class it
+    does not know): CPython hashes such an object by identity and goes on, so the machine
+    keeps it as itself, hashed the same way, instead of stopping where CPython does not."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Identity) and other.obj is self.obj
+
+    def __repr__(self) -> str:
+        return brief(self.obj)
+
+
+def as_key(m: Machine, key: Any, what: str = "dict key") -> Any:
+    """``key`` as CPython would hash it: plain data as itself (unhashable builtins refused, as
+    CPython refuses them), tuples item by item, other objects by identity."""
+    check_key(m, key)
+    try:
+        hash(key)
+        return key
+    except TypeError:
+        pass
+    if isinstance(key, tuple):
+        return tuple(as_key(m, k, what) for k in key)
+    if isinstance(key, _PLAIN):  # list, dict, set, bytearray: TypeError in CPython too
+        raise m.error(f"unhashable {what} {type(key).__name__}")
+    return Identity(key)
+
+
 def _hashable(m: Machine, items: list[Any], what: str) -> list[Any]:
-    for item in items:
-        check_key(m, item)
-        try:
-            hash(item)
-        except TypeError:
-            raise m.error(f"unhashable {what} item {type(item).__name__}") from None
-    return items
+    return [as_key(m, item, what) for item in items]
 
 
 def _dict(m: Machine) -> None:
