@@ -59,9 +59,16 @@ class Route:
     extract: str = "modelport convert {path} weights.safetensors"
     dequantize: str = ("state = {{k: v.dequantize() if v.is_quantized else v for k, v in "
                        "torch.load({path!r}, weights_only=True).items()}}")
+    # how a LoRA is put on the loaded model
+    lora: str = ("model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, "
+                 "target_modules='all-linear'))")
 
 
 # format id (or family, as a fallback) -> Route. A new format gets its family's row.
+# Keras 3 layers carry LoRA themselves (Dense, EinsumDense, Embedding: layer.enable_lora)
+_KERAS_LORA = ("[layer.enable_lora(8) for layer in model._flatten_layers() "
+               "if hasattr(layer, 'enable_lora')]")
+
 ROUTES: dict[str, Route] = {
     "hf-repo": Route("model = AutoModel.from_pretrained({path!r})"),
     "safetensors": Route("model = YourModel(); "
@@ -80,8 +87,10 @@ ROUTES: dict[str, Route] = {
                     trainable=False),
     "tf-savedmodel": Route("model = tf.saved_model.load({path!r})", graph=True,
                            trainable=False),
-    "keras": Route("model = keras.saving.load_model({path!r})  # imports what its config names"),
-    "keras-h5": Route("model = keras.saving.load_model({path!r})  # or model.load_weights"),
+    "keras": Route("model = keras.saving.load_model({path!r})  # imports what its config names",
+                   lora=_KERAS_LORA),
+    "keras-h5": Route("model = keras.saving.load_model({path!r})  # or model.load_weights",
+                   lora=_KERAS_LORA),
     "tf-metagraph": Route("saver = tf.compat.v1.train.import_meta_graph({path!r}); "
                           "saver.restore(sess, prefix)  # builds and runs the graph",
                           graph=True, trainable=False),
@@ -92,8 +101,7 @@ ROUTES: dict[str, Route] = {
                   extract="modelport convert {path} out/",
                   dequantize="model = AutoModelForCausalLM.from_pretrained(folder, "
                   "gguf_file={path!r})  # transformers dequantizes GGUF to F32"),
-    "numpy-npy": Route("arr = np.load({path!r})  # one array; the model's code is needed",
-                       trainable=False),
+    "numpy-npy": Route("arr = np.load({path!r})  # one array; the model's code is needed"),
     "numpy-npz": Route("model = YourModel(); model.load_state_dict("
                        "{{k: torch.from_numpy(v) for k, v in np.load({path!r}).items()}})"),
     "torchserve": Route("torchserve --models m={path}  # runs the archive's handler code",
@@ -326,6 +334,10 @@ def _fine_tune(f: Facts, lora: bool = False) -> Answer:
         how = (f"modelport convert {f.path} out/ --dtype BF16" if not f.quantized
                else r.dequantize.format(path=f.path))
         return Answer(AFTER, why, how)
+    if not r.trainable:  # an inference-only container (llama.cpp): into a framework first
+        return Answer(AFTER, f"{f.format} files are loaded by inference runtimes; training "
+                      "needs the weights in a framework first", r.dequantize.format(path=f.path)
+                      if f.family == "llama.cpp" else r.extract.format(path=f.path))
     if _pickled(f):
         what = ("a whole pickled model: trainable once torch.load rebuilds it (needs "
                 f"`{f.model_class}` importable)")
@@ -338,9 +350,7 @@ def _fine_tune(f: Facts, lora: bool = False) -> Answer:
     else:
         what = f"trainable weights ({_dtypes(f)}); the model's code is needed to train them"
     if lora:
-        target = "'all-linear'"
-        how = (f"{_load_how(f)}; model = peft.get_peft_model(model, "
-               f"peft.LoraConfig(r=8, lora_alpha=16, target_modules={target}))")
+        how = f"{_load_how(f)}; " + r.lora
         return Answer(YES, what.replace("trainable weights", "weights") + "; LoRA freezes them "
                       "and trains low-rank adapters on the linear layers", how)
     how = f"{_load_how(f)}; model.train()  # then your training loop or transformers.Trainer"
@@ -405,6 +415,19 @@ def render_usage(usage: dict[str, Any]) -> list[str]:
             shown = targets if isinstance(targets, str) else ", ".join(map(str, targets))
             lines.append(f"  targets {shown}")
         lines.append(f"  base model {ad.get('base_model') or '(not recorded)'}")
+    files = usage.get("files")
+    if files:
+        lines.append("\nfiles:")
+        for f in files:
+            code = "  [runs code]" if f.get("needs_code") else ""
+            lines.append(f"  {f['path']:<36} {f['role']}{code}")
+            for note in f.get("notes") or []:
+                lines.append(f"  {'':<36}   {note}")
+        folder = usage.get("folder") or {}
+        if folder.get("loads"):
+            lines.append(f"  note: {folder['loads']}")
+        for m in folder.get("missing") or []:
+            lines.append(f"  missing: {m}")
     answers_ = usage.get("can") or {}
     if answers_:
         lines.append("\nwhat it is good for:")

@@ -94,3 +94,25 @@ def test_text_view_says_it(corpus, capsys):
     out = capsys.readouterr().out
     assert "what it is good for:" in out
     assert "resume     yes: a training checkpoint" in out
+
+
+def test_formats_without_code_paths_of_their_own():
+    """Formats other helpers add get answers from their route row and the facts alone."""
+    from modelport.can import Facts, answers
+
+    q4 = answers(Facts("m.gguf", "gguf", "llama.cpp", "weights", 10, {"Q4_K": 100},
+                       quantized="Q4_K tensors"))
+    assert q4["inference"].answer == "yes" and "llama-cli" in q4["inference"].how
+    assert q4["fine_tune"].answer == "after-conversion" and "gguf_file" in q4["fine_tune"].how
+    f32 = answers(Facts("m.gguf", "gguf", "llama.cpp", "weights", 10, {"F32": 100}))
+    assert f32["fine_tune"].answer == "after-conversion"
+    keras = answers(Facts("m.keras", "keras", "tensorflow", "full-model", 10, {"F32": 100}))
+    assert keras["lora"].answer == "yes" and "enable_lora" in keras["lora"].how
+    assert "peft" not in keras["lora"].how
+    tflite = answers(Facts("m.tflite", "tflite", "tensorflow", "weights", 10, {"I8": 100},
+                           quantized="I8 tensors"))
+    assert tflite["inference"].answer == "yes" and "Interpreter" in tflite["inference"].how
+    assert tflite["fine_tune"].answer == "after-conversion"
+    # a format the table has no row for falls back to its family's
+    new = answers(Facts("x", "some-new-torch-format", "pytorch", "weights", 10, {"BF16": 100}))
+    assert new["fine_tune"].answer == "yes" and "torch.load" in new["fine_tune"].how

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections import Counter
@@ -99,6 +100,12 @@ def usage(ck: Checkpoint, arch: Architecture | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"can": can(ck, adapter, architecture=known)}
     if adapter is not None:
         out["lora"] = adapter
+    if os.path.isdir(ck.path):  # a folder: every file's role, and what loading lacks
+        from ..hfrepo_files import explain
+
+        folder = explain(ck.path)
+        out["files"] = folder.pop("files")
+        out["folder"] = folder
     return out
 
 

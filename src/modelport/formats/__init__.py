@@ -34,6 +34,7 @@ _MODULES = (
     "tflite",
     "torchserve",
     "raw",
+    "python_source",
 )
 
 

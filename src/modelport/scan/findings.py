@@ -45,7 +45,8 @@ class Severity(IntEnum):
 UNSAFE_AT = {False: Severity.MEDIUM, True: Severity.LOW}
 
 # Rules whose findings mean "this file imports code modelport cannot vouch for", nothing worse.
-NEEDS_CODE_RULES = frozenset({"unknown-import"})
+NEEDS_CODE_RULES = frozenset({"unknown-import", "remote-code"})  # remote-code: a .py file
+# that trust_remote_code imports (scan/python_code.py)
 VERDICTS = ("clean", "needs-code", "unsafe", "error")
 
 
