@@ -120,15 +120,20 @@ def test_partitioned_variable_is_one_tensor_read_in_place() -> None:
     assert len(parts) == 3 and all(p.path and p.path.endswith(".data-00000-of-00001")
                                    for p in parts)
     assert [p.nbytes for p in parts] == [4 * 4 * 4, 3 * 4 * 4, 3 * 4 * 4]
-    assert ck.info["tf_checkpoint"]["sliced"] == ["emb"]
+    # Adam's slots of a partitioned variable are saved in the same slices
+    assert ck.info["tf_checkpoint"]["sliced"] == ["emb", "emb/Adam", "emb/Adam_1"]
+    assert ck.other_tensors["optimizer.emb/Adam"].storage.parts
 
 
 def test_slice_keys_match_the_ones_tensorflow_wrote() -> None:
     from modelport.formats.tf_checkpoint import read_bundle
 
     bundle = read_bundle(str(FIXTURES / "tf1_saver" / "model.ckpt.index"))
-    extents = bundle.entries["emb"].slices
-    assert {slice_key("emb", e) for e in extents} == set(bundle.slice_keys)
+    for name in ("emb", "emb/Adam"):
+        extents = bundle.entries[name].slices
+        ours = {slice_key(name, e) for e in extents}
+        assert ours == {k for k in bundle.slice_keys if k.startswith(b"\x00" + name.encode()
+                                                                      + b"\x00\x01")}
 
 
 @pytest.mark.parametrize("target", ["out.safetensors", "out.pt", "out.npz", "hf"])
@@ -140,9 +145,10 @@ def test_convert_is_bit_exact(tmp_path: Path, target: str,
     assert main(["convert", str(src), str(dst), "--verify"] + ["--full"] * full) == 0
     out = capsys.readouterr()
     # weights only: global_step and the string tensor are named as left out
-    assert f"verified: {7 if full else 6} tensors match" in out.out + out.err
+    # --full: 6 weights, 8 Adam tensors, global_step
+    assert f"verified: {15 if full else 6} tensors match" in out.out + out.err
     if not full:
-        assert "left out global_step" in out.err and "strings" in out.err
+        assert "left out optimizer: 8 tensors, global_step" in out.err and "strings" in out.err
     if target == "out.safetensors":
         from safetensors.numpy import load_file
 
@@ -235,7 +241,8 @@ def test_malformed_checkpoint_is_one_line_exit_2(tmp_path: Path, case: str,
 def test_checksums_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = _copy(tmp_path)
     ck = modelport.open(d / "model.ckpt", checksums=True)
-    assert ck.info["tf_checkpoint"]["checksums_checked"] == 10  # 9 tensors + 3 slices - emb
+    # 13 entries with bytes (not emb and its two slot variables: they are slices) + 9 slices
+    assert ck.info["tf_checkpoint"]["checksums_checked"] == 22
     data = d / "model.ckpt.data-00000-of-00001"
     raw = bytearray(data.read_bytes())
     raw[10] ^= 0x40  # inside a tensor's bytes: sizes still agree

@@ -119,6 +119,8 @@ def storage_id(st: Storage) -> tuple:
         return ("mem", id(st.data), st.nbytes)
     if st.compute is not None:  # bytes made when read: one per function (the storage keeps it)
         return ("computed", id(st.compute), st.nbytes)
+    if st.parts:  # a tensor saved in slices: the runs it joins (path is None for it)
+        return ("parts", tuple(storage_id(p) for p in st.parts))
     return ("file", st.path, st.offset, st.nbytes)
 
 
