@@ -13,7 +13,9 @@ HF -> GGUF (llama.cpp ``convert_hf_to_gguf.py``, ``LlamaModel`` and ``Qwen2Model
 * for llama and mistral (llama.cpp's ``undo_permute``), the rows of q_proj and k_proj (weights
   and biases) permuted as ``LlamaModel.permute`` does: ``w.reshape(n_head, 2, d/2, ...)
   .swapaxes(1, 2)``, n_head being the kv head count for k; here a strided view, streamed;
-* the tokenizer from tokenizer.json (a BPE model: ``tokenizer.ggml.model`` ``gpt2``, tokens in
+* a sentencepiece ``tokenizer.model`` (Llama 2, Mistral) as ``tokenizer.ggml.model`` ``llama``:
+  pieces, scores and types in id order, decoded with modelport's protobuf reader;
+* else the tokenizer from tokenizer.json (a BPE model: ``tokenizer.ggml.model`` ``gpt2``, tokens in
   id order, token types NORMAL / CONTROL for special added tokens / USER_DEFINED / UNUSED for
   ids with no token, written ``[PAD{id}]``, merges), the pre-tokenizer named by its split regex,
   special token ids, add_bos/add_eos and the chat template through the gguf package's
@@ -100,7 +102,76 @@ def _desc(value: Any, vtype: Any, sub: Any, gguf: Any) -> str:
     return VALUE_TYPES[int(vtype)][0]
 
 
+_SPM_PIECE = {1: ("piece", 2, False), 2: ("score", 5, False), 3: ("type", 0, False)}
+_SPM_BYTE, _SPM_UNKNOWN = 6, 2
+_SPM_LIMIT = 64 << 20  # a sentencepiece model: a few MB for the largest vocabularies
+
+
+def _spm_pieces(path: str) -> list[tuple[str, float, int]]:
+    """(piece, score, type) of a sentencepiece ``tokenizer.model`` (ModelProto field 1,
+    SentencePiece {1 piece, 2 score, 3 type}), decoded by modelport's protobuf reader: the
+    file is data, nothing of sentencepiece runs."""
+    import struct
+
+    from .containers import protobuf as pb
+
+    if os.path.getsize(path) > _SPM_LIMIT:
+        raise UsageError(f"tokenizer.model is larger than {_SPM_LIMIT} bytes", path=path)
+    with open(path, "rb") as f:
+        buf = f.read()
+    out = []
+    for field in pb.iter_fields(buf):
+        if field.number != 1 or field.wire != pb.LEN:
+            continue
+        sp = pb.decode(buf, field.offset, field.end, _SPM_PIECE)
+        score = struct.unpack("<f", struct.pack("<I", sp["score"].value))[0] \
+            if "score" in sp else 0.0
+        out.append((pb.text(buf, sp.get("piece")), score,
+                    sp["type"].value if "type" in sp else _NORMAL))
+    return out
+
+
+def _spm_tokenizer(folder: str, cfg: dict[str, Any], gw: Any, gguf: Any) -> None:
+    """llama.cpp's ``_set_vocab_sentencepiece``: tokens, scores and types in id order, ids past
+    the model padded as ``[PAD{id}]`` (UNUSED, -10000), then added_tokens.json (USER_DEFINED,
+    -1000) and tokenizer_config.json's added_tokens_decoder (CONTROL if special)."""
+    pieces = _spm_pieces(os.path.join(folder, "tokenizer.model"))
+    size = int(cfg.get("vocab_size") or len(pieces))
+    tokens = [f"[PAD{i}]" for i in range(size)]
+    scores = [-10000.0] * size
+    types = [_UNUSED] * size
+    for i, (piece, score, kind) in enumerate(pieces[:size]):
+        # sentencepiece's USER_DEFINED pieces count as NORMAL here, as in llama.cpp
+        tokens[i], scores[i] = piece, score
+        types[i] = kind if kind in (_SPM_UNKNOWN, _CONTROL, _UNUSED, _SPM_BYTE) else _NORMAL
+    added = os.path.join(folder, "added_tokens.json")
+    if os.path.isfile(added):
+        with open(added, encoding="utf-8") as f:
+            for text, i in json.load(f).items():
+                if isinstance(i, int) and 0 <= i < size:
+                    tokens[i], scores[i], types[i] = text, -1000.0, _USER_DEFINED
+    config = os.path.join(folder, "tokenizer_config.json")
+    if os.path.isfile(config):
+        with open(config, encoding="utf-8") as f:
+            decoder = json.load(f).get("added_tokens_decoder") or {}
+        for key, data in decoder.items():
+            i = int(key)
+            if 0 <= i < size and isinstance(data, dict) and isinstance(data.get("content"), str):
+                special = bool(data.get("special"))
+                tokens[i] = data["content"] if special else data["content"].replace("\u2581", " ")
+                types[i] = _CONTROL if special else _USER_DEFINED
+    gw.add_tokenizer_model("llama")
+    gw.add_tokenizer_pre("default")
+    gw.add_token_list(tokens)
+    gw.add_token_scores(scores)
+    gw.add_token_types(types)
+    gguf.SpecialVocab(folder, n_vocab=len(tokens)).add_to_gguf(gw, quiet=True)
+
+
 def _tokenizer(folder: str, cfg: dict[str, Any], gw: Any, gguf: Any, notes: list[str]) -> None:
+    if os.path.isfile(os.path.join(folder, "tokenizer.model")):  # llama.cpp tries it first
+        _spm_tokenizer(folder, cfg, gw, gguf)
+        return
     path = os.path.join(folder, "tokenizer.json")
     if not os.path.isfile(path):
         notes.append("no tokenizer.json: the GGUF has no tokenizer (llama.cpp needs one to run)")

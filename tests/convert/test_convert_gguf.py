@@ -184,6 +184,39 @@ def test_qwen2_is_not_permuted(tmp_path: Path) -> None:
     assert np.array_equal(got["blk.0.attn_q.bias"], hf["model.layers.0.self_attn.q_proj.bias"])
 
 
+def test_sentencepiece_tokenizer_is_llama_cpps_llama_vocab(llama: Path, tmp_path: Path) -> None:
+    spm = pytest.importorskip("sentencepiece")
+    import io
+    import shutil
+
+    folder = tmp_path / "spm"
+    shutil.copytree(llama, folder)
+    (folder / "tokenizer.json").unlink()
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(["hello world, the quick brown fox jumps over the lazy dog"] * 50),
+        model_writer=model, vocab_size=295, model_type="bpe", byte_fallback=True,
+        hard_vocab_limit=False,
+        user_defined_symbols=["<tool>"])
+    (folder / "tokenizer.model").write_bytes(model.getvalue())
+    out = tmp_path / "spm.gguf"
+    modelport.convert(folder, out)
+    meta = _fields(out)
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    n = sp.vocab_size()
+    assert meta["tokenizer.ggml.model"] == "llama" and meta["tokenizer.ggml.pre"] == "default"
+    tokens, scores, types = (meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.scores"],
+                             meta["tokenizer.ggml.token_type"])
+    size = json.loads((folder / "config.json").read_text())["vocab_size"]
+    assert len(tokens) == len(scores) == len(types) == size
+    assert tokens[:n] == [sp.id_to_piece(i) for i in range(n)]
+    assert scores[:n] == [sp.get_score(i) for i in range(n)]
+    kinds = [2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 5 if sp.is_unused(i)
+             else 6 if sp.is_byte(i) else 1 for i in range(n)]
+    assert types[:n] == kinds and 6 in kinds and 3 in kinds
+    assert tokens[n:] == [f"[PAD{i}]" for i in range(n, size)] and set(types[n:]) == {5}
+
+
 def _k_quant_gguf(path: Path) -> dict[str, np.ndarray]:
     """A GGUF (written by the gguf package) with random but valid K-quant blocks."""
     rng = np.random.default_rng(5)
