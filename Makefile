@@ -54,6 +54,7 @@ bench: $(VENV)/.bench
 	$(PY) bench/scan/run.py
 	$(PY) bench/gguf_bench.py
 	$(PY) bench/tf_bench.py --tfpy $(TFPY)
+	$(PY) bench/recognize_bench.py
 
 $(VENV)/.dev: $(VENV)/.test
 	$(PY) -m pip install -q -e '.[dev]'

@@ -178,3 +178,27 @@ def test_inspect_shows_it(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"architecture GPT2LMHeadModel; n_layer={cfg.n_layer}" in out
     assert "verified on the meta device" in out
+
+
+def test_hf_folder_without_config(tmp_path):
+    st = pytest.importorskip("safetensors.torch")
+    model, cfg = zoo.build("qwen2", 21)
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    st.save_file({k: v.contiguous() for k, v in model.state_dict().items()
+                  if k != "lm_head.weight"}, folder / "model.safetensors")
+    arch = recognize(modelport.open(folder))
+    assert (arch.cls, arch.verified) == ("Qwen2ForCausalLM", True)
+    _check_fields(arch, cfg)
+
+
+def test_whole_pickled_model(tmp_path):
+    """torch.save(model): modelport reads its parameters without unpickling anything."""
+    model, cfg = zoo.build("gpt2", 22)
+    path = tmp_path / "whole.pt"
+    torch.save(model, path)
+    ck = modelport.open(path)
+    assert ck.kind == "full-model"
+    arch = recognize(ck)
+    assert (arch.cls, arch.verified) == ("GPT2LMHeadModel", True)
+    _check_fields(arch, cfg)
