@@ -232,3 +232,17 @@ def test_onnx_with_external_data_over_http(root: Path, server: RangeServer,
     out = root / "w.npz"
     assert main(["convert", server.url("files/m.onnx"), str(out), "--quiet"]) == 0
     assert np.array_equal(np.load(out)["w"], numpy_helper.to_array(w))
+
+
+@pytest.mark.parametrize("address", ["hf://acme/tiny/../../../../../../tmp/victim.txt",
+                                     "hf://acme/../x/model.safetensors",
+                                     "hf://acme/tiny@../../x/model.safetensors",
+                                     "hf://acme/tiny//model.safetensors"])
+def test_hub_addresses_cannot_leave_the_mirror(root: Path, server: RangeServer, address: str,
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.port}")
+    (root / "victim.txt").write_text("x")
+    assert main(["inspect", address]) == 2
+    assert "not a Hub address" in capsys.readouterr().err
+    assert server.requests == 0  # refused before anything was fetched or written

@@ -77,10 +77,11 @@ def sniff(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> str:
             f"zip archive with {len(names)} members but no torch data.pkl or .npy members "
             f"(first: {names[:3]})", path=path, hint="not a model archive modelport knows")
     hint = None
-    if p.size and p.size % 4 == 0:
+    what = describe_bytes(p.head)
+    if p.size and p.size % 4 == 0 and what.startswith("first bytes"):
         hint = (f"could be {p.size // 4:,} raw float32 values: if it is a flat buffer of "
                 "weights, try --layout MODEL_FILE (or a JSON layout)")
-    raise UnknownFormat(f"not a model format modelport knows; {describe_bytes(p.head)}",
+    raise UnknownFormat(f"not a model format modelport knows; {what}",
                         path=path, offset=0, hint=hint)
 
 
@@ -109,11 +110,6 @@ _SIGNATURES = [
     (b"version https://git-lfs", "a Git LFS pointer, not the file itself: run `git lfs pull`"),
     (b"<!DOCTYPE html", "an HTML page: the download probably failed"),
     (b"<html", "an HTML page: the download probably failed"),
-    (b"\x1f\x8b", "gzip-compressed data: decompress it first"),
-    (b"BZh", "bzip2-compressed data: decompress it first"),
-    (b"\xfd7zXZ", "xz-compressed data: decompress it first"),
-    (b"7z\xbc\xaf\x27\x1c", "a 7z archive: extract it first (`modelport scan` lists and scans "
-     "its members)"),
     (b"\x12\x01\x00\x00\x00\x00\x00\x00", "MXNet NDArray parameters (.params), which modelport "
      "does not read"),
     (b"ftrt", "a TensorRT engine (.engine/.plan): compiled for one GPU, it holds no portable "
@@ -129,12 +125,23 @@ def describe_bytes(head: bytes) -> str:
     """One phrase on what the first bytes look like, for an UnknownFormat message."""
     if not head:
         return "the file is empty"
+    # Containers are the scanner's decoders' decision (containers/), not a second table here.
+    from .containers import compress
+    from .containers import tar as tarfmt
+
+    kind = compress.kind_of(head)
+    if kind:
+        return f"it looks like {kind}-compressed data: decompress it first (`modelport scan` " \
+            "looks inside)"
+    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
+        return "it looks like a 7z archive: extract it first (`modelport scan` lists and " \
+            "scans its members)"
+    if tarfmt.is_tar(head):
+        return "it looks like a tar archive: extract it first (very old torch.save tar files " \
+            "are not read)"
     for sig, what in _SIGNATURES:
         if head.startswith(sig):
             return f"it looks like {what}"
-    if len(head) > 262 and head[257:262] == b"ustar":
-        return "it looks like a tar archive: extract it first (very old torch.save tar files " \
-            "are not read)"
     if head[:1] == b"\x80" or head[:1] in (b"(", b"}", b"]"):
         return "it looks like a pickle with an unusual start"
     text = head[:16]

@@ -414,6 +414,12 @@ class Session:
             raise InputError("not a Hub address: write hf://owner/repo[@revision][/path]",
                              path=text)
         kind, repo, rev, sub = (m.groups() if m else (None, text, None, None))
+        for part in [*repo.split("/"), *(sub.split("/") if sub else []), rev or "main"]:
+            # the mirror is a folder tree: a part that is empty, "." or ".." would leave it
+            if part in ("", ".", "..") or "\\" in part or "\0" in part:
+                raise InputError(f"not a Hub address: {part!r} is not a repository, revision "
+                                 "or file name", path=text,
+                                 hint="write hf://owner/repo[@revision][/path]")
         kind = kind or "models"
         commit = self._revision(kind, repo, rev or "main")
         base = os.path.join(self.root, "hf", kind, repo)
@@ -430,6 +436,10 @@ class Session:
         return os.path.join(self.root, "url", rel.strip("/") or "index")
 
     def _file(self, url: str, local: str, name: str | None = None) -> str:
+        root = os.path.realpath(self.root)
+        if os.path.commonpath([root, os.path.realpath(local)]) != root:
+            raise InputError("a remote file would be mirrored outside modelport's temporary "
+                             "folder", path=name or url, hint="check the address")
         os.makedirs(os.path.dirname(local), exist_ok=True)
         rf = RemoteFile(self, url, local)
         rf.open_first()

@@ -155,6 +155,7 @@ def _one(args: argparse.Namespace, docs: list[dict[str, Any]] | None) -> int:
         ck = open_checkpoint(args.path, select=args.select, format=fmt,
                              checksums=getattr(args, "checksums", False))
     remote = getattr(args, "_remote", None)
+    safety: dict[str, Any] | None
     if remote is not None and args.path.startswith(remote.root):
         # A full scan reads every byte; inspect of a remote file reads headers only.
         safety = {"verdict": "not-scanned", "reason": "a remote file: `modelport scan` on it "

@@ -405,10 +405,10 @@ def parse_int_line(line: bytes) -> int | None:
     text = _c_text(line)
     m = _STRTOL.match(text)
     if m is not None and text[m.end():] in (b"", b"\n"):
-        value = int(m.group(1) + m.group(2), 0 if not m.group(2).startswith(b"0") or
-                    m.group(2)[1:2] in (b"x", b"X") else 8)
-        if -(1 << 63) <= value < (1 << 63):  # else strtol's ERANGE: PyLong_FromString decides
-            return bool(value) if len(line) == 2 and value in (0, 1) else value
+        c_value = int(m.group(1) + m.group(2), 0 if not m.group(2).startswith(b"0") or
+                      m.group(2)[1:2] in (b"x", b"X") else 8)
+        if -(1 << 63) <= c_value < (1 << 63):  # else strtol's ERANGE: PyLong_FromString decides
+            return bool(c_value) if len(line) == 2 and c_value in (0, 1) else c_value
     value = _py_int(text, 0)
     if value is None and b"\0" not in line:
         value = _py_int(line, 0)  # pickle.py

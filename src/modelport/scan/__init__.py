@@ -87,11 +87,11 @@ def _unique(files: list[str]) -> list[str]:
             keys.append(key)
         groups.setdefault(key, []).append(f)
     out: list[str] = []
-    for key in keys:
-        if isinstance(key, str):
-            out.append(key)
+    for entry in keys:  # stat keys, and paths that could not be stat'ed
+        if isinstance(entry, str):
+            out.append(entry)
             continue
-        paths = groups[key]
+        paths = groups[entry]
         out.append(next((p for p in paths if os.path.islink(p)), paths[0]))
     return out
 

@@ -213,8 +213,25 @@ def _polyglot(scan: Scan, path: str, size: int) -> None:
         return
     try:
         archive = ZipArchive.open(path, scan.limits)
-    except (ModelportError, OSError, ValueError, struct.error):
-        return  # the signature is a coincidence in some data, not an archive
+    except (ModelportError, OSError, ValueError, struct.error) as exc:
+        # Usually the signature is a coincidence in some data. But if Python's zipfile (what
+        # zip tools and many loaders use) reads an archive there, modelport must not shrug:
+        # it cannot judge what that archive holds.
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()  # the central directory only; no member is extracted
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error):
+            return
+        if names:
+            scan.add(S.MEDIUM, "polyglot", f"the file is also a zip archive of {len(names)} "
+                     "member(s) that modelport's zip reader cannot read "
+                     f"({getattr(exc, 'message', exc)})", offset=0,
+                     why="zip tools read content from this file that was not judged")
+            scan.error(f"{path}: the zip archive inside it cannot be read, so its members were "
+                       "not scanned")
+        return
     if not archive.members:
         return
     scan.add(S.MEDIUM, "polyglot", f"the file is also a zip archive of {len(archive.members)} "
@@ -701,8 +718,12 @@ def _onnx(scan: Scan, path: str) -> None:
     try:
         onnx.open(path, scan.limits)
     except ModelportError as exc:
-        if "external data location" not in exc.message:  # judged above, for every tensor
-            scan.error(str(exc))
+        # The reader refused: unless a finding above already judged that location, it is an
+        # error (a location that is a folder, say, is not "nothing to worry about").
+        judged = {f.subject for f in scan.report.findings if f.rule.startswith("onnx-external")}
+        if not (exc.tensor is not None and any(
+                loc and loc in exc.message for loc in judged)):
+            scan.error(str(exc.located(path=path)))
         return
     scan.note_scanned("onnx graph")
 
