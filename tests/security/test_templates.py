@@ -93,6 +93,15 @@ ESCAPES = {
     "include": ("{% include '/etc/passwd' %}", "jinja-load"),
     "import": ("{% import 'macros.j2' as m %}", "jinja-load"),
     "huge range": ("{% for i in range(99999999999) %}{% endfor %}", "jinja-huge-range"),
+    # found in review: names {% set %} from pieces, then used as item keys (x[k] falls back
+    # to an attribute read); no single string holds a dunder name
+    "set-built keys": ("{% set u = '_' * 2 %}{% set c = u + 'class' + u %}"
+                       "{% set b = u + 'base' + u %}{% set s = u + 'subclasses' + u %}"
+                       "{{ ()[c][b][s]()[-1] }}", "jinja-gadget-attr"),
+    "set from a filter": ("{% set c = ['__cla', 'ss__']|join %}{{ ()[c] }}",
+                          "jinja-computed-key"),
+    "set block": ("{% set c %}{{ '_' * 2 }}class{{ '_' * 2 }}{% endset %}{{ ()[c] }}",
+                  "jinja-computed-key"),
 }
 
 

@@ -100,22 +100,36 @@ def _jinja() -> Any:
     return env, nodes
 
 
-def _fold(node: Any, nodes: Any) -> str | None:
-    """The string an expression of constants makes (``'__cla' ~ 'ss__'``), else None."""
+def _fold(node: Any, nodes: Any, consts: dict[str, str] | None = None) -> str | None:
+    """The string an expression of constants makes (``'__cla' ~ 'ss__'``, ``'_' * 2``, a name
+    ``{% set %}`` to such an expression earlier), else None."""
+    consts = consts or {}
     if isinstance(node, nodes.Const) and isinstance(node.value, str):
         return node.value
+    if isinstance(node, nodes.Name) and node.name in consts:
+        return consts[node.name]
     if isinstance(node, nodes.Concat):
-        parts = [_fold(n, nodes) for n in node.nodes]
+        parts = [_fold(n, nodes, consts) for n in node.nodes]
         return None if any(p is None for p in parts) else "".join(parts)  # type: ignore[arg-type]
     if isinstance(node, nodes.Add):
-        left, right = _fold(node.left, nodes), _fold(node.right, nodes)
+        left, right = _fold(node.left, nodes, consts), _fold(node.right, nodes, consts)
         return None if left is None or right is None else left + right
+    if isinstance(node, nodes.Mul):
+        for text_side, count_side in ((node.left, node.right), (node.right, node.left)):
+            text = _fold(text_side, nodes, consts)
+            if text is not None and isinstance(count_side, nodes.Const) and \
+                    isinstance(count_side.value, int) and 0 <= count_side.value <= 64:
+                return text * count_side.value
     return None
 
 
-def _computed_string(node: Any, nodes: Any) -> bool:
-    """An expression that builds a string at render time (concatenation, filters, %)."""
-    return isinstance(node, (nodes.Concat, nodes.Add, nodes.Filter, nodes.Mod, nodes.CondExpr))
+def _computed_string(node: Any, nodes: Any, tainted: set[str] | None = None) -> bool:
+    """An expression that builds a string at render time (concatenation, repetition, filters,
+    %), or a name ``{% set %}`` to one."""
+    if isinstance(node, nodes.Name):
+        return node.name in (tainted or set())
+    return isinstance(node, (nodes.Concat, nodes.Add, nodes.Mul, nodes.Filter, nodes.Mod,
+                             nodes.CondExpr))
 
 
 Problem = tuple[Severity, str, str, int]  # severity, rule, message, line
@@ -161,6 +175,24 @@ def template_problems(text: str) -> list[Problem] | str:
             add(S.HIGH, "jinja-internal-attr", f"{how} {name!r}, an attribute of Python "
                 "internals", node)
 
+    # Names {% set %} to a string built from pieces: their value when it is constant (so
+    # ()[c] with c = '_'*2 ~ 'class' ~ '_'*2 is read as ()['__class__']), else tainted.
+    consts: dict[str, str] = {}
+    tainted: set[str] = set()
+    for node in _walk(tree):
+        if isinstance(node, nodes.Assign) and isinstance(node.target, nodes.Name):
+            name = node.target.name
+            value = _fold(node.node, nodes, consts)
+            if value is not None:
+                consts[name] = value
+            elif _computed_string(node.node, nodes, tainted) or any(
+                    isinstance(n, nodes.Name) and n.name in tainted for n in _walk(node.node)):
+                tainted.add(name)
+                consts.pop(name, None)
+            else:
+                consts.pop(name, None)
+        elif isinstance(node, nodes.AssignBlock) and isinstance(node.target, nodes.Name):
+            tainted.add(node.target.name)  # {% set x %}...{% endset %}: text built at render
     for node in _walk(tree):
         if isinstance(node, nodes.Getattr):
             attribute(node.attr, node, "reads attribute")
@@ -172,23 +204,26 @@ def template_problems(text: str) -> list[Problem] | str:
                 add(S.MEDIUM, "jinja-str-format", f"calls .{node.attr}(): format strings "
                     "read attributes of their arguments inside the string", node)
         elif isinstance(node, nodes.Getitem):
-            key = _fold(node.arg, nodes)
+            key = _fold(node.arg, nodes, consts)
             if key is not None:
                 attribute(key, node, "reads item")
-            elif _computed_string(node.arg, nodes):
-                add(S.MEDIUM, "jinja-computed-key", "reads an item whose name is computed at "
-                    "render time (the parser cannot see which)", node)
+            elif _computed_string(node.arg, nodes, tainted):
+                # Jinja turns a failed item read into an attribute read: x[k] with a built
+                # k reaches whatever attribute k spells
+                add(S.HIGH, "jinja-computed-key", "reads an item whose name is built at "
+                    "render time (the parser cannot see which; x[k] falls back to an "
+                    "attribute read)", node)
         elif isinstance(node, nodes.Filter):
             if node.name == "attr":
                 add(S.HIGH, "jinja-attr-filter", "uses the |attr filter: attribute access by "
                     "a computed name", node)
             elif node.name in _ATTRIBUTE_FILTERS:
                 for arg in list(node.args) + [k.value for k in node.kwargs]:
-                    name = _fold(arg, nodes)
+                    name = _fold(arg, nodes, consts)
                     if name is not None and any(p.startswith("_") for p in name.split(".")):
                         attribute(name.split(".")[-1] if name.split(".")[-1].startswith("_")
                                   else name, node, f"|{node.name} reads attribute")
-                    elif name is None and _computed_string(arg, nodes):
+                    elif name is None and _computed_string(arg, nodes, tainted):
                         add(S.MEDIUM, "jinja-computed-key", f"|{node.name} reads an attribute "
                             "whose name is computed at render time", node)
         elif isinstance(node, nodes.Name):
