@@ -152,3 +152,17 @@ def test_tf1_saver_const_fed_by_the_loader_is_the_callers_path(tmp_path: Path) -
     report = scan_file(folder / "saved_model.pb")
     assert report.verdict == "unsafe"
     assert {f.rule for f in report.unsafe_findings} == {"tf-constant-path"}
+
+
+def test_a_path_named_as_the_saver_filename_is_only_the_savers(tmp_path: Path) -> None:
+    """Review finding: the SaverDef's filename tensor is named by the file itself, so a path
+    constant declared as it must not make other ops' paths look like the caller's."""
+    nodes = [node("evil", "Const", strings=("/root/.ssh/authorized_keys",)),
+             node("t", "HashTableV2"),
+             node("init", "InitializeTableFromTextFileV2", "t", "evil")]
+    folder = tmp_path / "sm"
+    folder.mkdir()
+    (folder / "saved_model.pb").write_bytes(saved_model(nodes, saver_filename="evil:0"))
+    report = scan_file(folder / "saved_model.pb")
+    assert report.verdict == "unsafe"
+    assert "tf-constant-path" in {f.rule for f in report.findings}

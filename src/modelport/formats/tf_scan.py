@@ -115,13 +115,23 @@ def _constants(node: GraphNode, by_name: dict[str, GraphNode], limit: int = 8) -
     return out
 
 
+# The checkpoint ops a Saver runs with the path its caller feeds into the filename tensor.
+_SAVER_OPS = frozenset(["Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2", "RestoreSlice",
+                        "MergeV2Checkpoints", "ShardedFilename", "ShardedFilespec",
+                        "DTensorRestoreV2"])
+
+
 def _judge(scan: Scan, where: str, nodes: list[GraphNode], args: set[str],
-           library: set[str]) -> None:
+           library: set[str], saver: set[str] | frozenset[str] = frozenset()) -> None:
     from ..scan import tf_ops
     from .tf_opset import OPS
 
     by_name = {n.name: n for n in nodes}
     tainted = _tainted(nodes, args)
+    # The SaverDef names its filename tensor, but the file says so: an attacker can name its
+    # own path constant. So only the Saver's own checkpoint ops may take a path from it; any
+    # other op (a table initializer, a dataset cache) reading it reads a fixed path.
+    from_saver = _tainted(nodes, set(saver)) if saver else set()
     for n in nodes:
         op = n.op
         consts = _constants(n, by_name) if op in tf_ops.FLAGGED or op in tf_ops.PATH_OPS \
@@ -134,7 +144,8 @@ def _judge(scan: Scan, where: str, nodes: list[GraphNode], args: set[str],
         elif op in tf_ops.PATH_OPS:
             for i in tf_ops.PATH_OPS[op]:
                 src = _source(n.inputs[i]) if i < len(n.inputs) else None
-                if src is not None and src not in tainted:
+                if src is not None and src not in tainted and not (
+                        op in _SAVER_OPS and src in from_saver):
                     scan.add(Severity.HIGH, "tf-constant-path",
                              f"{op} node {n.name!r} in {where} uses a path fixed in the graph"
                              f"{paths}", subject=op, member=where, offset=n.offset,
@@ -164,7 +175,7 @@ def scan_graph(scan: Scan, g: MetaGraph, label: str) -> None:
     library = {f.name for f in g.functions}
     # The Saver's filename tensor is what the loader feeds the checkpoint path into: a path
     # that flows from it is the caller's, even when the node is a Const (TF1's save/Const).
-    _judge(scan, "graph", g.nodes, {g.saver_filename} - {""}, library)
+    _judge(scan, "graph", g.nodes, set(), library, saver={g.saver_filename} - {""})
     for f in g.functions:
         _judge(scan, f"function {f.name}", f.nodes, set(f.args), library)
     nodes = len(g.nodes) + sum(len(f.nodes) for f in g.functions)
