@@ -13,7 +13,7 @@ from modelport.cli import main
 
 def test_onnx_external_location_that_is_a_folder_is_not_clean(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
     (tmp_path / "sub").mkdir()
