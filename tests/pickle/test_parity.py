@@ -164,6 +164,10 @@ KNOWN = {
     "frame-straddle": b"\x80\x04\x95\x04\x00\x00\x00\x00\x00\x00\x00\x8c\x05abcde.!"
                       b"cos\nsystem\n.",
     "py2-module-name": b"cthread\nstart_new_thread\n.",
+    # found by bench/pickle_fuzz.py: BINBYTES across a FRAME's end is read contiguously by
+    # the C unpickler from a file too (_Unpickler_ReadInto uses the frame's rest first)
+    "binbytes-across-a-frame": b"\x80\x05\x95\x03\x00\x00\x00\x00\x00\x00\x00C\x05a"
+                               b"bcdecos\nsystem\n.",
 }
 
 

@@ -41,6 +41,7 @@ def test_bytes_that_stop_cpython_at_once_stay_clean(tmp_path: Path) -> None:
         "config.json": b'{"hidden_size": 8}',
         "marks.bin": b"(" * 50_000,
         "nones.bin": b"N" * 50_000,
+        "constant.bin": b"N" * (1 << 20),  # a constant tensor: never interpreted
     }
     for name, data in samples.items():
         report = scan_file(_write(tmp_path, name, data))

@@ -198,6 +198,20 @@ class Machine:
         self.pos = end
         return self.data[pos:end]
 
+    def read_into(self, n: int) -> bytes | memoryview:
+        """``n`` bytes of a BINBYTES/BYTEARRAY8 payload. The C unpickler reads these with
+        ``_Unpickler_ReadInto``: what is left of the frame's buffer first, then the file, so
+        across a FRAME's end both readings see the same contiguous bytes."""
+        end = self.pos + n
+        if n < 0 or end > len(self.data):
+            self.truncated = True
+            raise self.error(f"pickle ends inside {self._opname()} (needs {n} bytes)",
+                             hint="the file is truncated or corrupt")
+        chunk = self.data[self.pos:end]
+        self.pos = end
+        self.buf_end = max(self.buf_end, end)
+        return chunk
+
     def _straddle(self, end: int) -> int:
         """Where a read that would end at ``end`` starts; moves the buffer end past it."""
         pos = self.pos
@@ -504,7 +518,7 @@ def _length(m: Machine, n: int) -> int:
 
 def _push_bytes(reader: Callable[[Machine], int]) -> Callable[[Machine], None]:
     def op(m: Machine) -> None:
-        m.stack.append(bytes(m.read(_length(m, reader(m)))))
+        m.stack.append(bytes(m.read_into(_length(m, reader(m)))))
     return op
 
 
@@ -915,7 +929,7 @@ def _tuple(m: Machine) -> None:
 
 
 def _bytearray8(m: Machine) -> None:
-    m.stack.append(bytearray(m.read(_length(m, _u8(m)))))
+    m.stack.append(bytearray(m.read_into(_length(m, _u8(m)))))
 
 
 # Values CPython cannot call (REDUCE: not callable; NEWOBJ: not a type).

@@ -109,6 +109,11 @@ def scan_one(scan: Scan, data: bytes | memoryview, pos: int, *, member: str | No
     only if CPython would get as far as an import or a call, or to STOP; otherwise the bytes
     are not a pickle and nothing is said. What a stream imported or called before it broke is
     always judged, and the error is reported with it, never instead of it."""
+    if not loader and len(data) - pos > 1 << 16 and data[pos] == data[pos + 1] \
+            and _uniform_tail(data, pos):
+        # One byte repeated to the end (a constant tensor): no pickle is a single repeated
+        # opcode, and interpreting millions of NONEs or MARKs would only cost time and memory.
+        return False, None, pos
     m, value, error = _run(scan, data, pos, member=member, base=base, persistent=persistent)
     if not loader and not _reached_code(m, error):
         if isinstance(error, LimitExceeded) and not _uniform_tail(data, m.op_offset):
