@@ -142,3 +142,13 @@ def test_hugging_face_cache_blobs_are_scanned_once(tmp_path: Path,
     files = [Path(f["path"]) for f in json.loads(capsys.readouterr().out)["files"]]
     scanned = [f for f in files if f.name in ("pytorch_model.bin", blob.name)]
     assert [f.name for f in scanned] == ["pytorch_model.bin"]  # once, by its snapshot name
+
+
+def test_own_class_in_hyper_parameters_is_needs_code(tmp_path: Path) -> None:
+    # save_hyperparameters(cfg=MyConfig(...)): the profile (argparse.Namespace) holds a user
+    # class; that is the class's needs-code, not a profile abused (os.system there is).
+    ns = P.glob("argparse", "Namespace") + P.EMPTY_TUPLE + P.NEWOBJ + P.MARK + P.s("lr") + \
+        P.i(1) + P.s("cfg") + _own_class("mylib.config", "Config") + P.DICT + P.BUILD
+    path = _model_file(tmp_path, ns, name="hparams.ckpt")
+    report = scan_file(path)
+    assert report.verdict == "needs-code" and report.needs_code == ["mylib.config.Config"]

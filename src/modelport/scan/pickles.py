@@ -292,7 +292,8 @@ def _judge(scan: Scan, m: Machine, member: str | None, torchscript: bool) -> Non
                      offset=c.offset, why="torch keeps tensor hooks and calls them later")
         j = policy.judge(*_split(c.target), torchscript=torchscript, profiles=scan.profiles,
                      allow=scan.allow)
-        if j.kind == "profile" and _has_code(c.args, scan, torchscript):
+        if j.kind == "profile" and _has_code(c.args, scan, torchscript,
+                                             worse_than_unknown=True):
             scan.add(S.HIGH, "profile-args", f"{c.target} is built from values that are not "
                      "data", subject=c.target, member=member, offset=c.offset,
                      why="an ecosystem class applied to a callable or an unknown object is "
@@ -306,24 +307,32 @@ def _split(qual: str) -> tuple[str, str]:
     return module, name
 
 
-def _has_code(value: Any, scan: Scan, torchscript: bool, depth: int = 0) -> bool:
-    """Whether a call's arguments hold anything but data: a global or an object off the lists."""
+def _has_code(value: Any, scan: Scan, torchscript: bool, depth: int = 0,
+              worse_than_unknown: bool = False) -> bool:
+    """Whether a call's arguments hold anything but data: a global or an object off the lists.
+
+    ``worse_than_unknown``: count only what is worse than a class on no list (a gadget, a
+    callee or name built at run time, a dotted or dunder name). A user's own config class in
+    Lightning hyper-parameters is needs-code through its own global, not a profile abused."""
     if depth > 50:
         return False
-    if isinstance(value, Ref):
-        return not policy.is_plain(value.qualname, torchscript=torchscript,
-                                   profiles=scan.profiles, allow=scan.allow)
-    if isinstance(value, Opaque):
-        if not policy.is_plain(value.cls, torchscript=torchscript, profiles=scan.profiles,
-                               allow=scan.allow):
+    rec = lambda v: _has_code(v, scan, torchscript, depth + 1, worse_than_unknown)  # noqa: E731
+    name = value.qualname if isinstance(value, Ref) else \
+        value.cls if isinstance(value, Opaque) else None
+    if name is not None:
+        module, _, attr = name.rpartition(".")
+        kind = policy.judge(module, attr, torchscript=torchscript, profiles=scan.profiles,
+                            allow=scan.allow).kind
+        worse = kind == "gadget" or not _IMPORTABLE.match(name) or attr.startswith("__")
+        if kind not in ("allow", "profile") and (worse or not worse_than_unknown):
             return True
-        parts = [value.args, value.state, value.items, value.setitems]
-        return any(_has_code(p, scan, torchscript, depth + 1) for p in parts)
+        if isinstance(value, Opaque):
+            return any(rec(p) for p in (value.args, value.state, value.items, value.setitems))
+        return False
     if isinstance(value, dict):
-        return any(_has_code(k, scan, torchscript, depth + 1) or
-                   _has_code(v, scan, torchscript, depth + 1) for k, v in value.items())
+        return any(rec(k) or rec(v) for k, v in value.items())
     if isinstance(value, (list, tuple, set, frozenset)):
-        return any(_has_code(v, scan, torchscript, depth + 1) for v in value)
+        return any(rec(v) for v in value)
     return False
 
 
