@@ -26,6 +26,7 @@ COMMANDS = {
     "diff": ("diff", "show tensors added, removed and changed between two files"),
     "view": ("view", "a local page to look inside a model file, or two side by side"),
     "merge-lora": ("merge_lora", "merge a LoRA adapter into its base model, streaming"),
+    "extract-lora": ("extract_lora", "a LoRA adapter from a fine-tuned model (truncated SVD)"),
     "export": ("export", "export to ONNX (recognised architectures need no class) and check "
                "parity with onnxruntime"),
     "parity": ("parity", "compare an ONNX model with the PyTorch model it came from"),
