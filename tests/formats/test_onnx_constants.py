@@ -143,7 +143,7 @@ def test_full_convert_of_nothing_is_an_error(tmp_path, capsys):
     assert not dst.exists()
 
 
-def test_torch_export_with_constant_folding(tmp_path):
+def test_torch_export_with_constant_folding(tmp_path, capsys):
     torch = pytest.importorskip("torch")
 
     class Net(torch.nn.Module):
@@ -178,3 +178,7 @@ def test_torch_export_with_constant_folding(tmp_path):
         assert m["transposed"] is True
         np.testing.assert_array_equal(to_numpy(ck.weights[mangled]).T, sd[m["name"]].numpy())
     assert ck.info["graph"]["unmapped_names"] == []
+    assert main(["inspect", str(path), "--no-verify"]) == 0
+    out = capsys.readouterr().out
+    assert "1 Constant nodes" in out and "2 renamed by the exporter mapped" in out
+    assert " transposed)" in out and "0 unmapped" in out

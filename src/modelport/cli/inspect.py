@@ -339,6 +339,14 @@ def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False,
         opsets = ", ".join(f"{d} {v}" for d, v in (g.get("opset_import") or {}).items())
         lines.append(f"  graph       {g.get('node_count')} nodes ({ops}); opset {opsets}; "
                      f"producer {g.get('producer_name') or '?'}")
+        mapped, unmapped = g.get("state_dict_names") or {}, g.get("unmapped_names") or []
+        if g.get("constant_count") or mapped or unmapped:
+            first = next(iter(mapped.items()), None)
+            example = f" ({first[0]} -> {first[1]['name']}{' transposed' * first[1]['transposed']})" \
+                if first else ""
+            lines.append(f"  tensors     {g.get('initializer_count')} initializers, "
+                         f"{g.get('constant_count', 0)} Constant nodes; {len(mapped)} renamed by "
+                         f"the exporter mapped to layer names{example}, {len(unmapped)} unmapped")
         for io in ("inputs", "outputs"):
             specs = ", ".join(
                 f"{t.get('name')} {t.get('dtype')}"

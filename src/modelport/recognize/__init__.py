@@ -328,7 +328,7 @@ def recognize(source: Checkpoint | Mapping[str, Any], verify: bool = True) -> Ar
         nearest = matches[0] if matches else None
         return Architecture(None, None, [], {}, False, nearest.mismatches if nearest else [],
                             nearest=nearest.label if nearest else None)
-    note = _can_verify() if verify else "not verified (verification skipped)"
+    note = _can_verify() if verify else "verification skipped"
     if note:
         top = configured[0].rank
         group = [m for m in configured if m.rank == top]
