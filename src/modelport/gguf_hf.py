@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .convert.plan import Item
     from .model import Checkpoint
 
-__all__ = ["ARCHS", "from_hf", "to_hf", "permuted"]
+__all__ = ["ARCHS", "from_hf", "to_hf", "permuted", "hf_config"]
 
 # config.json model_type -> (gguf architecture, q/k rows permuted as llama.cpp does)
 ARCHS = {"llama": ("llama", True), "mistral": ("llama", True), "qwen2": ("qwen2", False)}
@@ -272,6 +272,46 @@ def from_hf(ck: Checkpoint, items: list[Item], notes: list[str]) -> tuple[list[I
     notes.append(f"llama.cpp {arch} layout: {len(out)} tensors renamed"
                  + (", q/k rows permuted" if permute else ""))
     return out, kv
+
+
+# gguf architecture -> (transformers model_type, class); the config keys transformers' GGUF loader
+# maps (integrations/ggml.py GGUF_CONFIG_MAPPING): {arch}.<key> -> config.json key.
+_HF_CLASSES = {"llama": ("llama", "LlamaForCausalLM"), "qwen2": ("qwen2", "Qwen2ForCausalLM")}
+_HF_KEYS = {"context_length": "max_position_embeddings", "block_count": "num_hidden_layers",
+            "feed_forward_length": "intermediate_size", "embedding_length": "hidden_size",
+            "rope.freq_base": "rope_theta", "attention.head_count": "num_attention_heads",
+            "attention.head_count_kv": "num_key_value_heads",
+            "attention.layer_norm_rms_epsilon": "rms_norm_eps", "vocab_size": "vocab_size"}
+_TORCH_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def hf_config(ck: Checkpoint, items: list[Item]) -> dict[str, Any] | None:
+    """config.json for the Hugging Face folder a LLaMA-family GGUF becomes, as transformers'
+    GGUF loader builds it from the metadata; None for other architectures."""
+    meta = ck.metadata
+    arch = meta.get("general.architecture")
+    if arch not in _HF_CLASSES:
+        return None
+    model_type, cls = _HF_CLASSES[arch]
+    cfg: dict[str, Any] = {"architectures": [cls], "model_type": model_type}
+    for key, name in _HF_KEYS.items():
+        value = meta.get(f"{arch}.{key}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # f32 metadata as the shortest decimal that is the same float32 (1e-05, not
+            # 9.999999747378752e-06)
+            cfg[name] = float(f"{value:.8g}") if isinstance(value, float) else value
+    tokens = meta.get("tokenizer.ggml.tokens")
+    if "vocab_size" not in cfg and isinstance(tokens, list):
+        cfg["vocab_size"] = len(tokens)
+    for key, name in (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id")):
+        if isinstance(meta.get(f"tokenizer.ggml.{key}"), int):
+            cfg[name] = meta[f"tokenizer.ggml.{key}"]
+    names = {it.name for it in items}
+    cfg["tie_word_embeddings"] = "lm_head.weight" not in names
+    kinds = {it.dtype.name for it in items}
+    if len(kinds) == 1 and next(iter(kinds)) in _TORCH_DTYPES:
+        cfg["torch_dtype"] = _TORCH_DTYPES[next(iter(kinds))]
+    return cfg
 
 
 def to_hf(ck: Checkpoint, items: list[Item], notes: list[str]) -> list[Item]:

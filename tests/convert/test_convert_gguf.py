@@ -162,6 +162,16 @@ def test_gguf_to_hf_folder_restores_names_and_rows(llama: Path, tmp_path: Path) 
     assert main(["verify", str(llama / "model.safetensors"), str(out / "model.safetensors")]) == 0
     with pytest.raises(UsageError, match="renames"):  # verify pairs tensors by name
         modelport.convert(f32, tmp_path / "hf-v", verify=True)
+    # The folder loads with transformers (config.json from the GGUF's metadata) and computes
+    # what the original model computes.
+    import torch
+    import transformers
+
+    ids = torch.tensor([[0, 5, 17, 42, 3]])
+    with torch.no_grad():
+        want = transformers.LlamaForCausalLM.from_pretrained(llama)(ids).logits
+        got = transformers.AutoModelForCausalLM.from_pretrained(out)(ids).logits
+    assert torch.equal(want, got)
     q8, out8 = tmp_path / "q8.gguf", tmp_path / "hf8"
     modelport.convert(llama, q8, dtype="Q8_0")
     modelport.convert(q8, out8, dtype="F16")

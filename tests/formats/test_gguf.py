@@ -300,3 +300,53 @@ def test_array_length_2_63_does_not_hang(tmp_path: Path) -> None:
         mg.parse(path)
     with pytest.raises(MalformedHeader, match="remain"):
         mg.parse(path, modelport.Limits(gguf_array=2**64))
+
+
+# -- robustness: mutated files ---------------------------------------------------------------------
+
+
+def _small_gguf() -> bytes:
+    values = np.arange(40, dtype=np.float32)
+    q8 = np.zeros((2, 34), np.uint8)
+    q8[:, :2] = np.array([0.5], "<f2").view(np.uint8)
+    tmpl = b"{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    kvs = [_kv_u32(b"general.alignment", 32),
+           _s(b"tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 3) + _s(b"a") + _s(b"bc")
+           + _s(b""),
+           _s(b"tokenizer.chat_template") + struct.pack("<I", 8) + _s(tmpl),
+           _s(b"f") + struct.pack("<IIQ", 9, 6, 2) + struct.pack("<2f", 1.5, -2)]
+    return _file(kvs, [_info(b"w", (8, 5), 0, 0), _info(b"q", (64,), 8, 160)],
+                 values.tobytes() + q8.tobytes())
+
+
+def test_mutated_files_fail_in_one_line_or_read(tmp_path: Path) -> None:
+    """Random byte edits: the reader reads or raises a ModelportError (one line), the scanner
+    never reports an internal error, and nothing hangs."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+    from testkit import deadline, edits, mutate
+
+    from modelport.errors import ModelportError
+
+    base = _small_gguf()
+    assert modelport.open(_write_bytes(tmp_path / "base.gguf", base)).weights["q"].dtype.name \
+        == "Q8_0"
+
+    @hypothesis.settings(max_examples=150, deadline=None, database=None)
+    @hypothesis.given(st.lists(edits(), min_size=1, max_size=4))
+    def check(edit_list: list) -> None:
+        path = _write_bytes(tmp_path / "m.gguf", mutate(base, edit_list))
+        with deadline(20):
+            try:
+                mg.parse(path)
+            except ModelportError as exc:
+                assert "\n" not in str(exc)
+            report = scan_file(path)
+        assert not any("internal error" in e for e in report.errors), report.errors
+
+    check()
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

@@ -474,6 +474,15 @@ def convert(
         if copy:
             notes += _copy_side(src, copy, out, plan)
             written += copy
+        # Files a format's plan hook made for a folder DST (a GGUF's config.json).
+        made = plan.shards[0].extra.get("side_files", {}) if target.folder else {}
+        for name, data in made.items():
+            if name not in written:
+                with open(out.path(name), "xb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                written.append(name)
         if verify:
             from .verify import verify as run_verify
 

@@ -234,11 +234,16 @@ def plan_from(ck: Checkpoint, target: Target, items: list[Item], *, cast: DType 
     elif ck.metadata:
         notes.append(f"the GGUF's {len(ck.metadata)} metadata keys (tokenizer, hyper-parameters, "
                      f"chat template) are not kept in {target.format}; safetensors keeps them")
+    extra: dict[str, Any] = {}
     if target.folder and target.format == "safetensors":
         from .. import gguf_hf
 
         items = gguf_hf.to_hf(ck, items, notes)
-    return items, meta, {}
+        cfg = gguf_hf.hf_config(ck, items)
+        if cfg is not None:  # the folder loads with transformers' from_pretrained
+            extra["side_files"] = {"config.json": json.dumps(cfg, indent=2, sort_keys=True)
+                                   .encode() + b"\n"}
+    return items, meta, extra
 
 
 def restore_blocks(ck: Checkpoint, metas: list[dict[str, str]]) -> Checkpoint:
