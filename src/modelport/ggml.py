@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
     from .convert.stream import Sources
 
-__all__ = ["DEQUANTIZE", "dequantize", "can_dequantize", "dequantized_blocks", "raw_entry",
+__all__ = ["DEQUANTIZE", "dequantize", "to_float", "can_dequantize", "dequantized_blocks",
+           "raw_entry",
            "quantize_q8_0", "quantized_pieces", "whole_blocks"]
 
 QK_K = 256
@@ -275,6 +276,23 @@ def dequantized_blocks(entry: TensorEntry, sources: Sources,
     raw_budget = max(nbytes, (budget_bytes or CHUNK) // (4 * block) * nbytes)
     for raw in whole_blocks(blocks(raw_entry(entry), sources, raw_budget), nbytes):
         yield dequantize(d, raw)
+
+
+def to_float(entry: TensorEntry, dtype: str = "F32") -> np.ndarray:
+    """A whole tensor dequantized (``modelport.to_numpy`` gives a block type's raw bytes), in
+    its numpy shape, as F32 (or F16/BF16, rounded as convert rounds)."""
+    import numpy as np
+
+    from .convert.cast import cast_array
+    from .convert.stream import Sources
+
+    out = by_name(dtype)
+    f32 = by_name("F32")
+    assert out is not None and f32 is not None
+    with Sources() as sources:
+        parts = [cast_array(b, f32, out) for b in dequantized_blocks(entry, sources)]
+    flat = np.concatenate(parts) if parts else np.empty(0, out.np_dtype())
+    return flat.reshape(entry.shape)
 
 
 # -- quantizing ------------------------------------------------------------------------------------

@@ -70,3 +70,21 @@ def test_whole_blocks_recuts_chunks() -> None:
     out = list(ggml.whole_blocks(pieces, 34))
     assert all(p.size % 34 == 0 for p in out)
     assert np.array_equal(np.concatenate(out), data)
+
+
+def test_to_float_reads_a_gguf_tensor(tmp_path) -> None:
+    import modelport
+
+    x = np.random.default_rng(4).standard_normal((3, 64)).astype(np.float32)
+    q = gguf.GGMLQuantizationType.Q8_0
+    w = gguf.GGUFWriter(str(tmp_path / "t.gguf"), "llama")
+    w.add_tensor("t", gguf.quants.quantize(x, q), raw_dtype=q)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    entry = modelport.open(tmp_path / "t.gguf").weights["t"]
+    got = ggml.to_float(entry)
+    assert got.shape == (3, 64) and got.dtype == np.float32
+    assert np.array_equal(got, gguf.quants.dequantize(gguf.quants.quantize(x, q), q))
+    assert ggml.to_float(entry, "F16").dtype == np.float16
