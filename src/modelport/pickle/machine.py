@@ -28,8 +28,8 @@ from ..errors import LimitExceeded, PickleError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..model import GlobalRef, Opaque
 
-__all__ = ["Ref", "Call", "Anomaly", "Machine", "unpickle", "OPCODE_NAMES", "BadRecord", "brief",
-           "check_key"]
+__all__ = ["Ref", "Call", "Anomaly", "Machine", "unpickle", "OPCODE_NAMES", "OPCODE_BYTES",
+           "BadRecord", "brief", "check_key"]
 
 
 class BadRecord(ValueError):
@@ -959,6 +959,7 @@ _DISPATCH_BY_BYTE: dict[bytes, Callable[[Machine], Any]] = {
 }
 
 _DISPATCH = {op[0]: handler for op, handler in _DISPATCH_BY_BYTE.items()}
+OPCODE_BYTES = frozenset(_DISPATCH)  # a first byte outside it: CPython refuses at once
 
 
 @dataclass

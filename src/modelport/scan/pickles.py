@@ -28,7 +28,7 @@ from .. import dtypes
 from ..errors import LimitExceeded, ModelportError
 from ..model import Opaque, Storage, TensorEntry
 from ..pickle import Machine, StorageRef
-from ..pickle.machine import OPCODE_NAMES, Ref
+from ..pickle.machine import OPCODE_BYTES, OPCODE_NAMES, Ref
 from . import policy
 from .context import Scan, decompress_errors, decompressor
 from .findings import Severity
@@ -109,6 +109,8 @@ def scan_one(scan: Scan, data: bytes | memoryview, pos: int, *, member: str | No
     only if CPython would get as far as an import or a call, or to STOP; otherwise the bytes
     are not a pickle and nothing is said. What a stream imported or called before it broke is
     always judged, and the error is reported with it, never instead of it."""
+    if not loader and data[pos] not in OPCODE_BYTES:
+        return False, None, pos  # "invalid load key": CPython stops at the first byte
     if not loader and len(data) - pos > 1 << 16 and data[pos] == data[pos + 1] \
             and _uniform_tail(data, pos):
         # One byte repeated to the end (a constant tensor): no pickle is a single repeated
