@@ -129,13 +129,13 @@ def describe_bytes(head: bytes) -> str:
     from .containers import compress
     from .containers import tar as tarfmt
 
+    if head.startswith(b"7z\xbc\xaf\x27\x1c"):  # before the stream heuristics, as the scanner
+        return "it looks like a 7z archive: extract it first (`modelport scan` lists and " \
+            "scans its members)"
     kind = compress.kind_of(head)
     if kind:
         return f"it looks like {kind}-compressed data: decompress it first (`modelport scan` " \
             "looks inside)"
-    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
-        return "it looks like a 7z archive: extract it first (`modelport scan` lists and " \
-            "scans its members)"
     if tarfmt.is_tar(head):
         return "it looks like a tar archive: extract it first (very old torch.save tar files " \
             "are not read)"
