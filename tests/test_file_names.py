@@ -52,3 +52,18 @@ def test_a_foreign_folder_is_named(tmp_path: Path, names: list[str], words: str,
             (tmp_path / n).write_bytes(b"x")
     assert main(["inspect", str(tmp_path)]) == 2
     assert words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix,words", [(".caffemodel", "Caffe"), (".pdiparams", "Paddle"),
+                                          (".mlmodel", "CoreML")])
+def test_foreign_names_word_the_error_when_the_bytes_say_nothing(
+        tmp_path: Path, suffix: str, words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / f"model{suffix}"
+    f.write_bytes(b"\x0a\x04test\xa2\x06\x02\x0a\x00")
+    assert main(["inspect", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "does not read" in err
+    g = tmp_path / "model.bin"  # the same bytes under another name: no guess from the name
+    g.write_bytes(f.read_bytes())
+    assert main(["inspect", str(g)]) == 2
+    assert words not in capsys.readouterr().err

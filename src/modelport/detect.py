@@ -78,12 +78,31 @@ def sniff(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> str:
             f"(first: {names[:3]})", path=path, hint="not a model archive modelport knows")
     hint = None
     what = describe_bytes(p.head)
+    named = _FOREIGN_SUFFIXES.get(os.path.splitext(path)[1].lower())
+    if named and what.startswith("first bytes"):
+        # The bytes decided nothing; the name is only used to say what the file probably is.
+        what = f"its name says {named}, which modelport does not read; {what}"
     if p.size and p.size % 4 == 0 and what.startswith("first bytes"):
         hint = (f"could be {p.size // 4:,} raw float32 values: if it is a flat buffer of "
                 "weights, try --layout MODEL_FILE (or a JSON layout)")
     raise UnknownFormat(f"not a model format modelport knows; {what}",
                         path=path, offset=0, hint=hint)
 
+
+# Files people ask about that modelport does not read, by the name they usually carry (never
+# used to decide a format: only to word the error when the bytes decided nothing).
+_FOREIGN_SUFFIXES = {
+    ".mlmodel": "a CoreML model (convert its source model instead)",
+    ".caffemodel": "a Caffe model (NetParameter protobuf)",
+    ".prototxt": "a Caffe network description (text)",
+    ".pdmodel": "a PaddlePaddle program (ProgramDesc protobuf)",
+    ".pdiparams": "PaddlePaddle parameters (LoDTensor records)",
+    ".engine": "a TensorRT engine (compiled for one GPU; convert the model it was built from)",
+    ".plan": "a TensorRT engine (compiled for one GPU; convert the model it was built from)",
+    ".trt": "a TensorRT engine (compiled for one GPU; convert the model it was built from)",
+    ".params": "MXNet or Gluon parameters",
+    ".mar": "a TorchServe archive",
+}
 
 _MODEL_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".gguf", ".h5",
                    ".keras", ".tflite", ".pb", ".npz", ".pkl", ".mlmodel", ".params")

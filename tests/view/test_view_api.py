@@ -204,3 +204,20 @@ def test_cli_serves_and_stops(files: tuple[Path, Path], capsys: pytest.CaptureFi
     stop.set()
     t.join(10)
     assert done == [0]
+
+
+def test_format_summaries_reach_the_page(tmp_path: Path) -> None:
+    """Graph and format summaries (a GGUF's architecture and tokenizer here) are in the
+    summary the page renders, whatever the format."""
+    gguf = Path(__file__).resolve().parents[1] / "fixtures" / "gguf" / "ggml-vocab-phi-3.gguf"
+    if not gguf.exists():
+        pytest.skip("GGUF fixture not present")
+    viewer = Viewer.open([str(gguf)])
+    httpd = serve(viewer)
+    try:
+        doc = _json(httpd.server_address[1], "/api/summary")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert doc["format"] == "gguf"  # type: ignore[index]
+    assert doc["info"]["summary"]  # type: ignore[index]

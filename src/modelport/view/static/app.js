@@ -57,8 +57,13 @@ function renderSummary(s) {
   const graph = s.info && s.info.graph;
   if (graph) rows.push(["graph", `${graph.node_count} nodes; ` + Object.entries(graph.op_counts || {}).slice(0, 10).map(([k, v]) => `${k} ${v}`).join(", ")]);
   if (graph) rows.push(["inputs / outputs", [...(graph.inputs || []), ...(graph.outputs || [])].map((t) => `${t.name}: ${t.dtype}`).join("; ")]);
+  // Format-neutral summary lines a reader adds (TF signatures and op counts, TorchScript code,
+  // GGUF architecture, Keras layers...), as `inspect` prints them.
+  for (const [label, text] of Object.entries((s.info && s.info.summary) || {})) {
+    rows.push([label, Array.isArray(text) ? text.join("\n") : String(text)]);
+  }
   const dl = el("dl");
-  for (const [k, v] of rows) dl.append(el("dt", {}, k), el("dd", {}, v));
+  for (const [k, v] of rows) dl.append(el("dt", {}, k), el("dd", { class: "pre" }, v));
   dl.append(el("dt", {}, "safety"), el("dd", { class: `verdict-${safety.verdict}`, id: "verdict" }, `${safety.verdict}: ${safety.reason || ""}`));
   if (s.can) {
     for (const [k, v] of Object.entries(s.can)) dl.append(el("dt", {}, k.replace("_", " ")), el("dd", {}, `${v.answer}: ${v.why || ""}`));
