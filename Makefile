@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SAMPLE := examples/sample_checkpoint.pt
 
-.PHONY: demo test bench lint clean fixtures-tf .browser fixtures-keras
+.PHONY: demo test bench lint clean fixtures fixtures-tf .browser fixtures-keras
 
 # The core needs only numpy and ml_dtypes: the demo installs just that.
 $(VENV)/.core: pyproject.toml
@@ -43,6 +43,11 @@ CHROMIUM := $(shell command -v chromium || command -v chromium-browser)
 
 test: $(VENV)/.test .browser
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The small fixtures committed under tests/fixtures/files (with digests.json), written by the real
+# libraries, so the core's tests run with numpy alone. Commit what this changes.
+fixtures: $(VENV)/.test
+	$(PY) tests/fixtures/generate.py --committed tests/fixtures/files
 
 $(VENV)/.bench: $(VENV)/.test
 	$(PY) -m pip install -q -e '.[bench]'
