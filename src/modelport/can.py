@@ -18,6 +18,8 @@ format added to the registry gets answers from its family's row without code of 
 
 from __future__ import annotations
 
+import json
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -59,6 +61,13 @@ class Route:
     extract: str = "modelport convert {path} weights.safetensors"
     dequantize: str = ("state = {{k: v.dequantize() if v.is_quantized else v for k, v in "
                        "torch.load({path!r}, weights_only=True).items()}}")
+    # a whole model (kind full-model), when the format also holds weights-only files
+    whole: str | None = None
+    # how the run continues from a training checkpoint
+    resume: str = ("ck = torch.load({path!r}, weights_only=True); model.load_state_dict(ck[...]); "
+                   "optimizer.load_state_dict(ck[optimizer key]); start from the saved step")
+    # how the loaded model is trained
+    train: str = "model.train()  # then your training loop, or transformers.Trainer"
     # how a LoRA is put on the loaded model
     lora: str = ("model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, "
                  "target_modules='all-linear'))")
@@ -66,6 +75,9 @@ class Route:
 
 # format id (or family, as a fallback) -> Route. A new format gets its family's row.
 # Keras 3 layers carry LoRA themselves (Dense, EinsumDense, Embedding: layer.enable_lora)
+_KERAS_RESUME = ("model = keras.saving.load_model({path!r})  # compiled, optimizer state "
+                 "included\nmodel.fit(dataset, initial_epoch=N)")
+_KERAS_TRAIN = "model.compile(optimizer='adam', loss=...); model.fit(dataset)"
 _KERAS_LORA = ("[layer.enable_lora(8) for layer in model._flatten_layers() "
                "if hasattr(layer, 'enable_lora')]")
 
@@ -88,14 +100,19 @@ ROUTES: dict[str, Route] = {
     "tf-savedmodel": Route("model = tf.saved_model.load({path!r})", graph=True,
                            trainable=False),
     "keras": Route("model = keras.saving.load_model({path!r})  # imports what its config names",
-                   lora=_KERAS_LORA),
-    "keras-h5": Route("model = keras.saving.load_model({path!r})  # or model.load_weights",
-                   lora=_KERAS_LORA),
+                   lora=_KERAS_LORA, resume=_KERAS_RESUME, train=_KERAS_TRAIN),
+    "keras-h5": Route("model = YourKerasModel(); model.load_weights({path!r})",
+                      whole="model = keras.saving.load_model({path!r})  # imports what its "
+                      "config names", lora=_KERAS_LORA, resume=_KERAS_RESUME,
+                      train=_KERAS_TRAIN),
     "tf-metagraph": Route("saver = tf.compat.v1.train.import_meta_graph({path!r}); "
                           "saver.restore(sess, prefix)  # builds and runs the graph",
                           graph=True, trainable=False),
     "tf-checkpoint": Route("model = YourKerasModel(); "
-                           "tf.train.Checkpoint(model=model).restore({path!r})"),
+                           "tf.train.Checkpoint(model=model).restore({path!r})",
+                           resume="ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer); "
+                           "ckpt.restore({path!r})  # optimizer.iterations is the step",
+                           train=_KERAS_TRAIN, lora=_KERAS_LORA),
     "gguf": Route("llama-cli -m {path}  # llama.cpp (or llama_cpp.Llama(model_path=...))",
                   trainable=False,
                   extract="modelport convert {path} out/",
@@ -165,6 +182,7 @@ class Facts:
     custom_code: bool = False  # auto_map: loading runs the folder's .py files
     adapter: dict[str, Any] | None = None  # a LoRA adapter's summary (modelport.lora)
     weights_path: str | None = None  # the weights' subtree in a checkpoint
+    trainer: bool = False  # a transformers Trainer checkpoint-N folder (optimizer.pt + state)
 
 
 def _family(fmt: str) -> str:
@@ -205,6 +223,17 @@ def facts(ck: Checkpoint, adapter: dict[str, Any] | None = None,
         name.split(".")[0] in _OPTIMIZER_KEYS for name in ck.other_tensors)
     step = next((f"{k}={meta[k]}" for k in _STEP_KEYS
                  if isinstance(meta.get(k), int) and not isinstance(meta.get(k), bool)), None)
+    # transformers' Trainer saves checkpoint-N/ with the model files plus these
+    trainer = os.path.isdir(ck.path) and all(
+        os.path.isfile(os.path.join(ck.path, n)) for n in ("optimizer.pt", "trainer_state.json"))
+    if trainer and step is None:
+        try:
+            with open(os.path.join(ck.path, "trainer_state.json"), encoding="utf-8") as fh:
+                state = json.load(fh)
+            if isinstance(state, dict) and isinstance(state.get("global_step"), int):
+                step = f"global_step={state['global_step']}"
+        except (OSError, ValueError, RecursionError):
+            pass
     cls = None
     if ck.kind == "full-model":
         from .classify import select
@@ -219,7 +248,7 @@ def facts(ck: Checkpoint, adapter: dict[str, Any] | None = None,
         step=step, lightning="pytorch-lightning_version" in meta, model_class=cls,
         architecture=_architecture(ck) or architecture,
         custom_code=isinstance(cfg, dict) and isinstance(cfg.get("auto_map"), dict),
-        adapter=adapter, weights_path=ck.weights_path,
+        adapter=adapter, weights_path=ck.weights_path, trainer=trainer,
     )
 
 
@@ -251,7 +280,8 @@ def _load_how(f: Facts) -> str:
         return (f"model = torch.load({f.path!r}, weights_only=False)  # runs the pickle; needs "
                 f"`{f.model_class}` importable")
     sub = f"[{f.weights_path!r}]" if f.weights_path else ""
-    code = r.load.format(path=f.path, sub=sub)
+    load = r.whole if f.kind == "full-model" and r.whole else r.load
+    code = load.format(path=f.path, sub=sub)
     if f.architecture:  # recognised: transformers builds the model (config: inspect's architecture)
         code = code.replace("YourModel()", f"transformers.{auto_class(f.architecture)}"
                             ".from_config(config)")
@@ -329,8 +359,7 @@ def _fine_tune(f: Facts, lora: bool = False) -> Answer:
         if f.quantized and f.quantized.startswith("quantization_config") and lora:
             return Answer(YES, f"quantized weights ({f.quantized}): QLoRA trains an adapter on "
                           "them as they are",
-                          f"{_load_how(f)}; model = peft.get_peft_model("
-                          "model, LoraConfig(r=8, target_modules='all-linear'))")
+                          f"{_load_how(f)}\n{r.lora}")
         how = (f"modelport convert {f.path} out/ --dtype BF16" if not f.quantized
                else r.dequantize.format(path=f.path))
         return Answer(AFTER, why, how)
@@ -350,11 +379,10 @@ def _fine_tune(f: Facts, lora: bool = False) -> Answer:
     else:
         what = f"trainable weights ({_dtypes(f)}); the model's code is needed to train them"
     if lora:
-        how = f"{_load_how(f)}; " + r.lora
+        how = f"{_load_how(f)}\n{r.lora}"
         return Answer(YES, what.replace("trainable weights", "weights") + "; LoRA freezes them "
                       "and trains low-rank adapters on the linear layers", how)
-    how = f"{_load_how(f)}; model.train()  # then your training loop or transformers.Trainer"
-    return Answer(YES, what, how)
+    return Answer(YES, what, f"{_load_how(f)}\n{r.train}")
 
 
 def _dtypes(f: Facts) -> str:
@@ -364,17 +392,18 @@ def _dtypes(f: Facts) -> str:
 
 
 def _resume(f: Facts) -> Answer:
+    if f.trainer:
+        return Answer(YES, f"a transformers Trainer checkpoint folder: weights, optimizer and "
+                      f"scheduler state{f' and {f.step}' if f.step else ''}",
+                      f"trainer.train(resume_from_checkpoint={f.path!r})")
+    how = route(f).resume.format(path=f.path)
+    if f.lightning:
+        how = f"trainer.fit(model, ckpt_path={f.path!r})  # Lightning restores everything"
     if f.optimizer and f.step:
-        if f.lightning:
-            how = f"trainer.fit(model, ckpt_path={f.path!r})  # Lightning restores everything"
-        else:
-            how = ("ck = torch.load(path, weights_only=True); model.load_state_dict(ck[...]); "
-                   "optimizer.load_state_dict(ck[optimizer key]); start from the saved step")
         return Answer(YES, f"a training checkpoint: weights, optimizer state and {f.step}", how)
     if f.optimizer:
         return Answer(YES, "weights and optimizer state (no step counter: the schedule restarts "
-                      "unless you know where it stopped)",
-                      "model.load_state_dict(...); optimizer.load_state_dict(...)")
+                      "unless you know where it stopped)", how)
     if f.parameters and f.kind != "training-checkpoint" or f.adapter is not None:
         why = ("no optimizer state or step: training can start again from these weights "
                "(fine-tune) but the run that wrote them cannot be resumed")
@@ -433,6 +462,6 @@ def render_usage(usage: dict[str, Any]) -> list[str]:
         lines.append("\nwhat it is good for:")
         for q, a in answers_.items():
             lines.append(f"  {_LABELS.get(q, q):<10} {a['answer']}: {a['why']}")
-            if a.get("how"):
-                lines.append(f"  {'':<10}   {a['how']}")
+            for code in (a.get("how") or "").splitlines():
+                lines.append(f"  {'':<10}   {code}")
     return lines

@@ -116,3 +116,28 @@ def test_formats_without_code_paths_of_their_own():
     # a format the table has no row for falls back to its family's
     new = answers(Facts("x", "some-new-torch-format", "pytorch", "weights", 10, {"BF16": 100}))
     assert new["fine_tune"].answer == "yes" and "torch.load" in new["fine_tune"].how
+
+
+def test_trainer_checkpoint_folder_resumes(corpus, tmp_path, capsys):
+    """transformers' Trainer writes checkpoint-N/ with optimizer.pt and trainer_state.json."""
+    import shutil
+
+    import torch
+
+    ckpt = tmp_path / "checkpoint-12"
+    shutil.copytree(corpus["hf_gpt2_single_st"], ckpt)
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.AdamW([p])
+    p.grad = torch.ones(3)
+    opt.step()
+    torch.save(opt.state_dict(), ckpt / "optimizer.pt")
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 12, "epoch": 0.5}))
+    d = _json(capsys, ckpt)
+    resume = d["can"]["resume_training"]
+    assert resume["answer"] == "yes" and "global_step=12" in resume["why"]
+    assert "resume_from_checkpoint" in resume["how"]
+    roles = {f["path"]: f["role"] for f in d["files"]}
+    assert roles["optimizer.pt"] == roles["trainer_state.json"] == "training state"
+    # the same folder without the Trainer's state: weights only
+    (ckpt / "optimizer.pt").unlink()
+    assert _json(capsys, ckpt)["can"]["resume_training"]["answer"] == "no"
