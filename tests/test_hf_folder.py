@@ -167,3 +167,26 @@ def test_missing_shard_and_tokenizer(corpus, tmp_path, capsys):
     assert any("model-00003-of-00008.safetensors, named by model.safetensors.index.json, is "
                "missing" in m for m in missing)
     assert any("no tokenizer files" in m for m in missing)
+
+
+def test_model_card_with_code_is_not_python(tmp_path, capsys):
+    """A README whose code blocks show Python is Markdown: scanned as data, not as source."""
+    card = tmp_path / "README.md"
+    card.write_text("---\nlicense: mit\n---\n# Tiny\n\n```python\nfrom transformers import "
+                    "AutoModel\nimport os\nm = AutoModel.from_pretrained('x')\n```\n")
+    fenced = tmp_path / "USAGE.md"
+    fenced.write_text("Usage:\n\n```\nimport torch\nclass A: pass\n```\n")
+    assert main(["scan", str(card), str(fenced), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "python-source" not in out and "remote-code" not in out
+
+
+def test_code_that_reaches_the_system_is_unsafe(tmp_path, capsys):
+    src = tmp_path / "modeling_evil.py"
+    src.write_text("import subprocess as sp\nfrom os import system\n\nclass M:\n    def __init__("
+                   "self):\n        system('id')\n        eval('1')\n        sp.run(['id'])\n")
+    assert main(["scan", str(src), "--json"]) == 1
+    out = capsys.readouterr().out
+    for needle in ('"remote-code-system-import"', '"subject": "subprocess"',
+                   '"subject": "os.system"', '"subject": "eval"', '"subject": "subprocess.run"'):
+        assert needle in out, needle

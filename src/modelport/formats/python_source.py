@@ -7,7 +7,10 @@
 Decided by content, as every format is: a ``.py`` name proves nothing (a loader imports a module
 by the name ``auto_map`` gives it, whatever the bytes), and code saved under another name is
 still code. JSON, vocabularies and merges files never start a line with those statements
-(vocab.txt holds bare words: ``import`` alone on a line is not a statement). A file only
+(vocab.txt holds bare words: ``import`` alone on a line is not a statement). Markdown is not
+Python even when its code blocks are: a model card (YAML front matter ``---`` first, or a
+code fence ````` at the start of a line, which Python source does not have outside indented
+docstrings) would otherwise be claimed and fail to parse. A file only
 ``exec``-ed by a loader is found by the same rule. Files that look like Python but do not parse
 are errors for the scanner (not judged, never clean).
 """
@@ -23,6 +26,9 @@ _STATEMENT = re.compile(rb"^(?:import[ \t]+[A-Za-z_][\w.]*|from[ \t]+\.*[A-Za-z_
                         rb"class[ \t]+\w+[ \t]*[(:])", re.M)
 
 
+_FENCE = re.compile(rb"^(```|~~~)", re.M)
+
+
 def _sniff(probe: Probe) -> bool:
     head = probe.head
     if not head or b"\x00" in head or head[:1] in (b"{", b"["):
@@ -32,6 +38,8 @@ def _sniff(probe: Probe) -> bool:
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:  # a character cut by the 64 KiB probe is fine
             return False
+    if head.lstrip().startswith(b"---") or _FENCE.search(head):
+        return False  # Markdown (a model card), whatever code its blocks show
     return _STATEMENT.search(head) is not None
 
 
