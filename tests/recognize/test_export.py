@@ -30,19 +30,25 @@ HERE = Path(__file__).parent
 
 def _inputs(family: str, cfg, batch: int = 1, seq: int = 6) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(42)
-    if family == "vit":
-        return {"pixel_values": rng.standard_normal(
-            (batch, 3, cfg.image_size, cfg.image_size)).astype(np.float32)}
+    if family in ("vit", "convnext"):
+        return {"pixel_values": rng.standard_normal(  # image axes are fixed in the export
+            (batch, cfg.num_channels, cfg.image_size, cfg.image_size)).astype(np.float32)}
     ids = rng.integers(0, cfg.vocab_size, (batch, seq)).astype(np.int64)
+    if family == "whisper":
+        return {"input_features": rng.standard_normal(
+                    (batch, cfg.num_mel_bins, 2 * cfg.max_source_positions)).astype(np.float32),
+                "decoder_input_ids": ids, "decoder_attention_mask": np.ones_like(ids)}
     out = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
     if family in ("bert", "roberta"):
         out["token_type_ids"] = np.zeros_like(ids)
+    if family == "t5":
+        out["decoder_input_ids"] = ids[:, ::-1].copy()
     return out
 
 
 def _original(model, family: str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
     kwargs = {k: torch.from_numpy(v) for k, v in feed.items()}
-    if family not in ("vit", "bert", "roberta"):
+    if family not in ("vit", "bert", "roberta", "convnext"):
         kwargs["use_cache"] = False
     with torch.no_grad():
         out = model(**kwargs, return_dict=True)
@@ -63,6 +69,10 @@ CASES = [
     ("llama", "pt:_orig_mod.", ["--opset", "18"]),
     ("qwen2", "safetensors", []),
     ("vit", "pt:module._orig_mod.", []),
+    # beyond the six: an encoder-decoder for audio and for text, a conv backbone
+    ("whisper", "pt:bare", []),
+    ("t5", "pt:bare", []),
+    ("convnext", "pt:bare", []),
 ]
 
 

@@ -97,7 +97,11 @@ def derive(arch: Architecture, batch: int = 2, seq: int = 8) -> list[InputSpec]:
         return [InputSpec("input_features", (batch, c["num_mel_bins"], frames), "float32",
                           ((0, "batch"),)),
                 InputSpec("decoder_input_ids", (batch, dec), "int64",
-                          ((0, "batch"), (1, "decoder_sequence")), high=vocab)]
+                          ((0, "batch"), (1, "decoder_sequence")), high=vocab),
+                # Without a mask transformers looks for packed sequences with aten::diff,
+                # which the TorchScript-based exporter cannot export.
+                InputSpec("decoder_attention_mask", (batch, dec), "int64",
+                          ((0, "batch"), (1, "decoder_sequence")), fill=1)]
     raise UsageError(f"no input recipe for {arch.cls}", hint="give the inputs with --input")
 
 
