@@ -168,16 +168,20 @@ def test_inspect_shows_it(tmp_path, capsys):
     model, cfg = zoo.build("gpt2", 8)
     path = tmp_path / "gpt2.pt"
     torch.save(model.state_dict(), path)
-    assert main(["inspect", str(path), "--json"]) == 0
+    assert main(["inspect", str(path), "--json", "--verify"]) == 0
     arch = json.loads(capsys.readouterr().out)["architecture"]
     assert (arch["family"], arch["class"], arch["verified"]) == ("gpt2", "GPT2LMHeadModel", True)
     assert arch["config"]["n_layer"] == {"value": cfg.n_layer, "how": "derived"}
     assert arch["config"]["n_embd"] == {"value": cfg.n_embd, "how": "exact"}
     assert arch["config"]["n_head"]["how"] == "assumed"
-    assert main(["inspect", str(path)]) == 0
+    assert main(["inspect", str(path), "--verify"]) == 0
     out = capsys.readouterr().out
     assert f"architecture GPT2LMHeadModel; n_layer={cfg.n_layer}" in out
     assert "verified on the meta device" in out
+    assert main(["inspect", str(path)]) == 0  # by default from names and shapes: no torch
+    out = capsys.readouterr().out
+    assert f"architecture GPT2LMHeadModel; n_layer={cfg.n_layer}" in out
+    assert "verified on the meta device" not in out
 
 
 def test_hf_folder_without_config(tmp_path):

@@ -42,9 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "no header) laid out as REF says: a model file or a JSON [{name, dtype, shape}]")
     p.add_argument("--select", metavar="PATH", help="dotted path of the subtree holding the "
                    "weights (overrides the automatic choice), e.g. model_state_dict")
-    p.add_argument("--no-verify", action="store_true", help="recognise the architecture from "
-                   "names and shapes only; skip instantiating the class on torch's meta device "
-                   "(saves importing torch and transformers, a few seconds)")
+    verify = p.add_mutually_exclusive_group()
+    verify.add_argument("--verify", action="store_true", help="verify the recognised "
+                        "architecture by instantiating its class on torch's meta device "
+                        "(imports torch and transformers: a few seconds; export always does)")
+    verify.add_argument("--no-verify", action="store_true", help="recognise from names and "
+                        "shapes only (the default; kept for scripts that pass it)")
     p.add_argument("--checksums", action="store_true", help="also check the checksums the "
                    "file stores for its tensor data (TensorFlow checkpoints' CRC-32C); reads "
                    "every tensor byte")
@@ -162,7 +165,9 @@ def _one(args: argparse.Namespace, docs: list[dict[str, Any]] | None) -> int:
                   "fetches and judges every byte"}
     else:
         safety = _scan(args.path)
-    arch = _architecture(ck, verify=not args.no_verify)
+    # Off by default: importing torch and transformers costs seconds, and inspect's contract
+    # (DESIGN.md) is to read a 2 GB file in about picklescan's time.
+    arch = _architecture(ck, verify=args.verify)
     if args.json:
         doc = report(ck, safety, arch)
         if remote is not None:
