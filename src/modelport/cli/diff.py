@@ -17,6 +17,7 @@ import sys
 
 from ..convert import diff
 from ..convert.values import show
+from .verify import progress_for
 
 __all__ = ["add_arguments", "run"]
 
@@ -28,10 +29,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="every tensor of the tree and every plain value, not only weights")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--jobs", "-j", type=int, default=2, metavar="N", help="compare N tensors at once")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress and no summary line: only what changed")
 
 
 def run(args: argparse.Namespace) -> int:
-    result = diff(args.a, args.b, full=args.full, jobs=args.jobs)
+    progress = progress_for(args)
+    try:
+        result = diff(args.a, args.b, full=args.full, jobs=args.jobs, progress=progress)
+    finally:
+        if progress is not None:
+            progress.finish()
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=1)
         print()
@@ -57,5 +65,6 @@ def run(args: argparse.Namespace) -> int:
         count = {k: sum(v.kind == k for v in result.values) for k in marks}
         line += (f"; values: {result.values_unchanged} unchanged, {count['only-b']} added, "
                  f"{count['only-a']} removed, {count['changed']} changed")
-    print(line)
+    if not args.quiet:
+        print(line)
     return 0 if result.same else 1

@@ -21,6 +21,7 @@ import sys
 
 from ..convert import verify
 from ..convert.cast import dtype_code
+from .convert import Progress
 
 __all__ = ["add_arguments", "run"]
 
@@ -39,19 +40,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(a model file, or a JSON [{name, dtype, shape}])")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--jobs", "-j", type=int, default=2, metavar="N", help="hash N tensors at once")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress and no summary: only the differences (the exit code says)")
 
 
 def run(args: argparse.Namespace) -> int:
-    result = verify(args.a, args.b, args.atol, args.rtol, cast=args.cast, full=args.full,
-                    select=args.select, jobs=args.jobs, layout=args.layout)
+    progress = progress_for(args)
+    try:
+        result = verify(args.a, args.b, args.atol, args.rtol, cast=args.cast, full=args.full,
+                        select=args.select, jobs=args.jobs, layout=args.layout,
+                        progress=progress)
+    finally:
+        if progress is not None:
+            progress.finish()
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=1)
         print()
     elif result.same:
-        print(f"same: {result.summary()}")
+        if not args.quiet:
+            print(f"same: {result.summary()}")
     else:
         width = max(len(d.kind) for d in result.differences)
         for d in result.differences:
             print(f"  {d.kind:<{width}} {d.name}: {d.detail}")
-        print(f"differ: {len(result.differences)} difference(s) in {result.summary()} compared")
+        if not args.quiet:
+            print(f"differ: {len(result.differences)} difference(s) in {result.summary()} "
+                  "compared")
+            if result.hint:
+                print(f"hint: {result.hint}")
     return 0 if result.same else 1
+
+
+def progress_for(args: argparse.Namespace) -> Progress | None:
+    """The progress line on a terminal's stderr, unless --quiet or --json."""
+    err = sys.stderr
+    return Progress(err) if err.isatty() and not (args.quiet or args.json) else None

@@ -10,6 +10,7 @@ largest absolute difference of its values when the shapes agree. Values are comp
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from ..model import TensorEntry
 from .source import load
 from .stream import Sources
 from .values import ValueChange
-from .verify import describe, digest, json_safe, max_abs_diff, tensors_of, values_of
+from .verify import describe, digest, json_safe, max_abs_diff, pair_progress, tensors_of, values_of
 
 __all__ = ["diff", "DiffResult", "Change"]
 
@@ -86,7 +87,8 @@ def _change(name: str, ea: TensorEntry, eb: TensorEntry, sources: Sources) -> Ch
 
 
 def diff(a: str | os.PathLike[str], b: str | os.PathLike[str], *, full: bool = False,
-         jobs: int = 2) -> DiffResult:
+         jobs: int = 2, progress: Callable[[int, int], None] | None = None) -> DiffResult:
+    """``progress(done_bytes, total_bytes)`` is called as tensor pairs are compared."""
     a, b = os.fspath(a), os.fspath(b)
     ck_a, ck_b = load(a), load(b)
     ta, tb = tensors_of(ck_a, full), tensors_of(ck_b, full)
@@ -94,8 +96,9 @@ def diff(a: str | os.PathLike[str], b: str | os.PathLike[str], *, full: bool = F
     out.removed = [Change.of(n, t, None) for n, t in ta.items() if n not in tb]
     out.added = [Change.of(n, None, t) for n, t in tb.items() if n not in ta]
     shared = [n for n in ta if n in tb]
+    tick = pair_progress(ta, tb, shared, progress)
     with Sources() as sources, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        found = list(pool.map(lambda n: _change(n, ta[n], tb[n], sources), shared))
+        found = list(pool.map(lambda n: tick(n, _change(n, ta[n], tb[n], sources)), shared))
     out.changed = [c for c in found if c is not None]
     out.unchanged = len(shared) - len(out.changed)
     if full:

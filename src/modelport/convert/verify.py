@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,7 +27,7 @@ from ..dtypes import DType, by_name
 from ..errors import UsageError
 from ..model import Checkpoint, TensorEntry
 from ..tensors import values
-from .cast import out_dtype
+from .cast import CASTABLE, TARGETS, out_dtype
 from .source import load
 from .stream import Sources, chunks, flat_chunks
 from .values import ValueChange, compare_values, value_roots
@@ -62,6 +64,7 @@ class VerifyResult:
     rtol: float | None = None
     cast: str | None = None
     values_compared: int = 0  # plain values of A compared (full=True)
+    hint: str | None = None  # what to try, when the differences look like a known cause
 
     def summary(self) -> str:
         """"12 tensors" or "12 tensors and 40 values", as the CLI says what it compared."""
@@ -199,9 +202,11 @@ def verify(
     select: str | None = None,
     jobs: int = 2,
     layout: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> VerifyResult:
     """Compare the tensors of A and B; ``select`` picks A's subtree (B is a conversion of it);
-    ``layout``: A is a raw buffer with that layout."""
+    ``layout``: A is a raw buffer with that layout. ``progress(done_bytes, total_bytes)`` is
+    called as tensor pairs are compared."""
     a, b = os.fspath(a), os.fspath(b)
     target = by_name(cast.upper()) if cast else None
     if cast and target is None:
@@ -215,15 +220,54 @@ def verify(
     diffs += [Difference(n, "only-b", f"{describe(t)} only in B") for n, t in tb.items()
               if n not in ta]
     shared = [n for n in ta if n in tb]
+    tick = pair_progress(ta, tb, shared, progress)
     with Sources() as sources, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        found = list(pool.map(lambda n: _compare(n, ta[n], tb[n], target, atol, rtol, sources),
-                              shared))
+        found = list(pool.map(lambda n: tick(n, _compare(n, ta[n], tb[n], target, atol, rtol,
+                                                         sources)), shared))
     diffs += [d for d in found if d is not None]
     n_values = 0
     if full:
         changes, n_values = values_of(ck_a, ck_b, select)
         diffs += [value_difference(c) for c in changes]
-    return VerifyResult(a, b, not diffs, len(shared), diffs, atol, rtol, cast, n_values)
+    hint = cast_hint(ta, tb, diffs) if cast is None and atol is None and rtol is None else None
+    return VerifyResult(a, b, not diffs, len(shared), diffs, atol, rtol, cast, n_values, hint)
+
+
+def pair_progress(ta: dict[str, TensorEntry], tb: dict[str, TensorEntry], shared: list[str],
+                  progress: Callable[[int, int], None] | None) -> Callable[[str, Any], Any]:
+    """``tick(name, result) -> result``: counts the pair's bytes (both sides) as done."""
+    total = sum(ta[n].nbytes + tb[n].nbytes for n in shared)
+    done = 0
+    lock = threading.Lock()
+
+    def tick(name: str, result: Any) -> Any:
+        nonlocal done
+        if progress is not None:
+            with lock:
+                done += ta[name].nbytes + tb[name].nbytes
+                progress(done, total)
+        return result
+
+    return tick
+
+
+def cast_hint(ta: dict[str, TensorEntry], tb: dict[str, TensorEntry],
+              diffs: list[Difference]) -> str | None:
+    """When every dtype difference is a float tensor of A stored as one cast target in B, B was
+    most likely written by ``convert --dtype``: say how to compare it bit for bit."""
+    dtype_diffs = [d for d in diffs if d.kind == "dtype"]
+    if not dtype_diffs:
+        return None
+    got = {(ta[d.name].dtype.name, tb[d.name].dtype.name) for d in dtype_diffs}
+    targets = {b for _, b in got}
+    if len(targets) != 1 or not all(a in CASTABLE for a, _ in got):
+        return None
+    (to,) = targets
+    if to not in TARGETS:
+        return None
+    return (f"B holds {to} where A holds {', '.join(sorted({a for a, _ in got}))}: if B was "
+            f"written by `convert --dtype {to}`, compare with --cast {to} (bit for bit), or "
+            "--atol/--rtol for a file cast by another tool")
 
 
 def values_of(ck_a: Checkpoint, ck_b: Checkpoint,
