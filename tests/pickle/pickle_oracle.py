@@ -87,8 +87,14 @@ class Oracle(pickle.Unpickler):
         return Inert()
 
 
-def oracle_globals(data: bytes, file_mode: bool) -> list[tuple[str, str]]:
-    """What CPython's unpickler resolves reading ``data`` (one load, as pickle.load does)."""
+def oracle_globals(data: bytes, file_mode: bool, isolated: bool = True) -> list[tuple[str, str]]:
+    """What CPython's unpickler resolves reading ``data`` (one load, as pickle.load does).
+
+    ``isolated``: in a worker process whose address space is capped. The C unpickler sizes
+    its memo by a LONG_BINPUT index (4 bytes: up to 32 GiB of pointers, zero-filled), so a
+    mutated pickle could take the test process down; capped, it gets a MemoryError."""
+    if isolated:
+        return _worker().ask(data, file_mode)
     raw = io.BytesIO(data)
     u = Oracle(raw if file_mode else io.BufferedReader(raw))  # type: ignore[arg-type]
     try:
@@ -96,6 +102,59 @@ def oracle_globals(data: bytes, file_mode: bool) -> list[tuple[str, str]]:
     except Exception:  # noqa: BLE001 - any refusal of CPython's: what it resolved stands
         pass
     return u.found
+
+
+_WORKER_CODE = """
+import json, resource, struct, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+sys.path.insert(0, sys.argv[1])
+from pickle_oracle import oracle_globals
+inp, out = sys.stdin.buffer, sys.stdout
+while True:
+    head = inp.read(5)
+    if len(head) < 5:
+        break
+    n, mode = struct.unpack("<IB", head)
+    found = oracle_globals(inp.read(n), bool(mode), isolated=False)
+    out.write(json.dumps(found) + "\\n")
+    out.flush()
+"""
+
+
+class _Worker:
+    def __init__(self) -> None:
+        import os
+        import subprocess
+        import sys
+
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_CODE, os.path.dirname(os.path.abspath(__file__))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+    def ask(self, data: bytes, file_mode: bool) -> list[tuple[str, str]]:
+        import json
+        import struct
+
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(struct.pack("<IB", len(data), file_mode) + data)
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:  # the worker died (it should not: its memory is capped)
+            global _WORKER
+            _WORKER = None
+            raise RuntimeError("the oracle worker died")
+        return [tuple(p) for p in json.loads(line)]  # type: ignore[misc]
+
+
+_WORKER: _Worker | None = None
+
+
+def _worker() -> _Worker:
+    global _WORKER
+    if _WORKER is None or _WORKER.proc.poll() is not None:
+        _WORKER = _Worker()
+    return _WORKER
 
 
 def machine_globals(data: bytes, file_mode: bool) -> set[tuple[str, str]]:

@@ -152,6 +152,7 @@ KNOWN = {
     "any-first-opcode": b"I1\n0cos\nsystem\n.",
     "int-octal-strtol": b"\x80\x02I010\n0cos\nsystem\n.",
     "int-nul": b"\x80\x02I12\x00junk\n0cos\nsystem\n.",
+    "int-nul-first": b"I\x00\n0cos\nsystem\n.",  # found by hypothesis: _pickle.c reads 0
     "int-underscore-pickle.py": b"I1_000\n0cos\nsystem\n.",
     "long-base0": b"L0x10L\n0cos\nsystem\n.",
     "long-line": b"I" + b" " * 70_000 + b"1\n0cos\nsystem\n.",

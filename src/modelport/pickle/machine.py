@@ -417,6 +417,8 @@ def parse_int_line(line: bytes) -> int | None:
     if line in (b"00", b"01"):
         return line == b"01"
     text = _c_text(line)
+    if not text:  # a NUL first: strtol converts nothing and stops at the NUL, which C accepts
+        return 0
     m = _STRTOL.match(text)
     if m is not None and text[m.end():] in (b"", b"\n"):
         c_value = int(m.group(1) + m.group(2), 0 if not m.group(2).startswith(b"0") or
