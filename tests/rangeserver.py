@@ -67,12 +67,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # quiet
         pass
 
-    def _record(self, nbytes: int, status: int) -> None:
+    def _record(self, nbytes: int, status: int) -> dict[str, Any]:
         st = self.server_state
+        entry = {"path": self.path, "range": self.headers.get("Range"),
+                 "auth": self.headers.get("Authorization"), "status": status, "bytes": nbytes}
         with st.lock:
-            st.log.append({"path": self.path, "range": self.headers.get("Range"),
-                           "auth": self.headers.get("Authorization"), "status": status,
-                           "bytes": nbytes})
+            st.log.append(entry)
+        return entry
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -177,17 +178,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_file(self, file: Path, size: int, etag: str) -> None:
         """The whole file (a server that ignores Range); stops when the client hangs up."""
+        entry = self._record(0, 200)  # counted before the body: the client may hang up at once
         self.send_response(200)
         self.send_header("ETag", etag)
         self.send_header("Content-Length", str(size))
         self.end_headers()
-        sent = 0
         if self.command != "HEAD":
             with open(file, "rb") as f, contextlib.suppress(OSError):
                 while chunk := f.read(1 << 20):
                     self.wfile.write(chunk)
-                    sent += len(chunk)
-        self._record(sent, 200)
+                    entry["bytes"] += len(chunk)
         self.close_connection = True
 
 
