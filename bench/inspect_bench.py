@@ -26,10 +26,16 @@ JOBS = {
     "modelport inspect --json": (
         "import io, contextlib\nfrom modelport.cli import main\n"
         "import modelport.cli.inspect, modelport.formats.torch_zip, modelport.scan\n"
+        # every module inspect imports on its way (the registry's format modules, can,
+        # recognize, the scanner's parts), so the last column counts the model file's bytes
+        "import modelport.formats, modelport.can, modelport.recognize, modelport.scan.archives\n"
+        "import modelport.scan.pickles\nmodelport.formats.registry()\n"
         "FILE_READ = rchar()\n"
         "with contextlib.redirect_stdout(io.StringIO()): assert main(['inspect', P, '--json']) == 0"
     ),
-    "modelport.open (library)": "import modelport, modelport.formats.torch_zip\nFILE_READ = rchar()\nck = modelport.open(P)\nassert ck.parameters",
+    "modelport.open (library)": "import modelport, modelport.formats.torch_zip\n"
+                                "modelport.formats.registry()\nFILE_READ = rchar()\n"
+                                "ck = modelport.open(P)\nassert ck.parameters",
     "torch.load(mmap=True, weights_only=True)": (
         "import torch\nsd = torch.load(P, mmap=True, weights_only=True)\nassert len(sd)"
     ),
