@@ -80,6 +80,7 @@ def report(ck: Checkpoint, safety: dict[str, Any] | None = None,
         "kind": ck.kind,
         "file_size": ck.file_size,
         "parameters": ck.parameters,
+        "tied": tied_weights(ck),  # names that share one tensor: count it once
         "dtypes": dict(dtypes.most_common()),
         "weights_path": ck.weights_path,
         "weights": [_tensor_json(t) for t in ck.weights.values()],
@@ -310,11 +311,34 @@ def _values(meta: Any, limit: int = 40) -> list[str]:
     return out
 
 
+def tied_weights(ck: Checkpoint) -> list[list[str]]:
+    """Groups of weight names that are one tensor (same storage bytes, offset, shape, strides
+    and dtype): tied weights, e.g. an embedding and the output head."""
+    groups: dict[tuple, list[str]] = {}
+    for name, t in ck.weights.items():
+        key = (t.storage.identity, t.storage_offset, t.shape, t.strides or t.contiguous_strides,
+               t.dtype.name)
+        groups.setdefault(key, []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def _parameters(ck: Checkpoint) -> str:
+    """Parameters with a tied tensor counted once; the count with every name beside it."""
+    tied = tied_weights(ck)
+    line = f"{_count(ck.parameters)} in {plural(len(ck.weights), 'tensor')}"
+    if not tied:
+        return line
+    extra = sum(ck.weights[n].numel for names in tied for n in names[1:])
+    shown = "; ".join(" = ".join(names) for names in tied[:3]) + ("; ..." if len(tied) > 3 else "")
+    return (f"{_count(ck.parameters - extra)} unique in {plural(len(ck.weights), 'tensor')} "
+            f"({_count(ck.parameters)} counting every name; tied, one storage: {shown})")
+
+
 def render(ck: Checkpoint, safety: dict[str, Any] | None, expand: bool = False,
            arch: Architecture | None = None) -> str:
     lines = [f"{ck.path}", f"  format      {ck.format}", f"  kind        {ck.kind}",
              f"  size        {human_bytes(ck.file_size, digits=1)}",
-             f"  parameters  {_count(ck.parameters)} in {plural(len(ck.weights), 'tensor')}"]
+             f"  parameters  {_parameters(ck)}"]
     dt: Counter[str] = Counter()
     for t in ck.weights.values():
         dt[t.dtype.name] += t.nbytes

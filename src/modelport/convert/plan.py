@@ -436,6 +436,15 @@ def make_plan(ck: Checkpoint, target: Target, *, dtype: str | DType | None = Non
                 shown = ", ".join(f"{a} -> {k}" for a, k in list(aliases.items())[:3])
                 notes.append(f"--dedupe: {len(aliases)} tied tensor name(s) stored once "
                              f"({shown}{', ...' if len(aliases) > 3 else ''})")
+    elif fmt != "torch":  # torch files keep one storage for tied names; other formats copy
+        seen: dict[tuple, str] = {}
+        tied = [(it.name, seen.setdefault(view_id(it.entry), it.name)) for it in items]
+        tied = [(a, k) for a, k in tied if a != k]
+        if tied:
+            shown = ", ".join(f"{a} = {k}" for a, k in tied[:3])
+            notes.append(f"{len(tied)} tied tensor name(s) ({shown}{', ...' if len(tied) > 3 else ''})"
+                         " are written as separate copies; --dedupe stores each tensor once"
+                         + ("" if fmt == "npz" else " and records the names"))
 
     by_name_ = {it.name: it for it in items}
     groups = split_units(_units(items, fmt), limit) if target.folder else [[it.name for it in items]]
