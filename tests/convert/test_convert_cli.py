@@ -49,6 +49,17 @@ def test_progress_only_on_a_terminal(corpus: dict[str, Path], tmp_path: Path,
     assert "%" not in plain.getvalue() and "wrote" in plain.getvalue()
 
 
+def test_the_verify_phase_shows_its_own_progress(corpus: dict[str, Path], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    tty = _Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert main(["convert", str(need(corpus, "hf_gpt2_st")), str(tmp_path / "a.safetensors"),
+                 "--verify"]) == 0
+    text = tty.getvalue()
+    assert "writing " in text and "verifying " in text and "100.0%" in text
+    assert text.index("writing ") < text.index("verifying ")
+
+
 def test_progress_line() -> None:
     out = io.StringIO()
     p = Progress(out, interval=0)

@@ -89,8 +89,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 class Progress:
     """``done / total  pct  rate  ETA`` redrawn in place on a terminal, at most 10 times a second."""
 
-    def __init__(self, stream: TextIO, interval: float = 0.1) -> None:
-        self.stream, self.interval = stream, interval
+    def __init__(self, stream: TextIO, interval: float = 0.1, label: str = "") -> None:
+        self.stream, self.interval, self.label = stream, interval, label
         self.start = time.monotonic()
         self.last = 0.0
         self.drawn = False
@@ -107,7 +107,8 @@ class Progress:
             rate = done / elapsed
             eta = (total - done) / rate if rate > 0 and total > done else 0.0
             pct = 100.0 * done / total if total else 100.0
-            self.stream.write(f"\r  {human_bytes(done)} / {human_bytes(total)}  {pct:5.1f}%  "
+            self.stream.write(f"\r  {self.label}{human_bytes(done)} / {human_bytes(total)}  "
+                              f"{pct:5.1f}%  "
                               f"{human_bytes(rate)}/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
                               "\033[K")  # clear what a longer previous line left behind
             self.stream.flush()
@@ -218,7 +219,9 @@ def _many(args: argparse.Namespace) -> int:
 
 def _one(args: argparse.Namespace) -> int:
     err = sys.stderr
-    progress = Progress(err) if err.isatty() and not (args.quiet or args.json) else None
+    show = err.isatty() and not (args.quiet or args.json)
+    progress = Progress(err, label="writing ") if show else None
+    checking = Progress(err, label="verifying ") if show and args.verify else None
     try:
         with _terminate_as_interrupt():
             result = convert(args.src, args.dst, to=args.to, max_shard_size=args.max_shard_size,
@@ -226,10 +229,11 @@ def _one(args: argparse.Namespace) -> int:
                              select=args.select, dedupe=args.dedupe, force=args.force,
                              jobs=args.jobs, allow_unsafe=args.allow_unsafe, layout=args.layout,
                              keep_quantized=args.keep_quantized,
-                             progress=progress)
+                             progress=progress, verify_progress=checking)
     finally:
-        if progress is not None:
-            progress.finish()
+        for line in (progress, checking):
+            if line is not None:
+                line.finish()
     if args.json:
         verified = result.verified
         json.dump({"src": result.src, "dst": result.dst, "format": result.format,

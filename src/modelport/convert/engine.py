@@ -382,6 +382,7 @@ def convert(
     keep_quantized: bool = False,
     progress: Callable[[int, int], None] | None = None,
     transform: Callable[[Checkpoint], Checkpoint] | None = None,
+    verify_progress: Callable[[int, int], None] | None = None,
 ) -> ConvertResult:
     """Convert SRC (any file or folder modelport reads) into DST; see ``modelport convert -h``.
 
@@ -400,6 +401,7 @@ def convert(
     allow_unsafe   convert a source the scanner calls unsafe or cannot judge
     layout         SRC is a raw buffer laid out as this model file or JSON says
     progress       ``progress(done_bytes, total_bytes)``, called as tensor bytes are written
+    verify_progress  the same, for the ``verify`` phase
     transform      ``transform(checkpoint) -> checkpoint`` rewrites SRC's weights before planning
                    (``merge-lora`` swaps targeted weights for entries computed when written);
                    SRC was scanned first, what the transform reads besides is its caller's
@@ -488,7 +490,7 @@ def convert(
 
             verified = run_verify(src, out.path() if not target.folder else out.tmp, layout=layout,
                                   cast=plan.cast.name if plan.cast else None, full=full,
-                                  select=select, jobs=max(1, jobs))
+                                  select=select, jobs=max(1, jobs), progress=verify_progress)
             verified.b = dst  # the result names the file the user gets, not its temporary name
             if not verified.same:
                 first = verified.differences[0]
