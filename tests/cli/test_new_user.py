@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -203,3 +204,24 @@ def test_sarif_uris_are_relative_to_the_scan_root(tmp_path: Path, monkeypatch: p
     loc = run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
     assert loc == {"uri": "models%20dir/evil.pkl", "uriBaseId": "SRCROOT"}
     assert run["originalUriBaseIds"]["SRCROOT"]["uri"] == tmp_path.resolve().as_uri() + "/"
+
+
+def test_scan_colours_only_on_a_terminal_and_never_with_no_color(
+        one: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from modelport.cli import scan as scan_cli
+
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert scan_cli.use_colour(Tty()) and not scan_cli.use_colour(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not scan_cli.use_colour(Tty())
+    assert main(["scan", str(one)]) == 0  # captured output is not a terminal: plain text
+    assert "\033[" not in capsys.readouterr().out
+    monkeypatch.delenv("NO_COLOR")
+    from modelport.scan import scan_paths
+
+    text = scan_cli.render(scan_paths([str(one)]), colour=True)
+    assert text.startswith("\033[32mCLEAN")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -104,17 +105,31 @@ def run(args: argparse.Namespace) -> int:
         json.dump(to_sarif(reports, __version__), sys.stdout, indent=1)
         print()
     else:
-        sys.stdout.write(render(reports, verbose=args.verbose, quiet=args.quiet))
+        sys.stdout.write(render(reports, verbose=args.verbose, quiet=args.quiet,
+                                colour=use_colour(sys.stdout)))
     return exit_code(reports)
 
 
-def render(reports: list[FileReport], verbose: bool = False, quiet: bool = False) -> str:
+# Verdict colours (ANSI), used only on a terminal and never when NO_COLOR is set
+# (https://no-color.org): scripts and logs get plain text.
+_COLOURS = {"clean": "32", "needs-code": "33", "unsafe": "1;31", "error": "35"}
+
+
+def use_colour(stream: Any) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
+
+
+def render(reports: list[FileReport], verbose: bool = False, quiet: bool = False,
+           colour: bool = False) -> str:
     lines: list[str] = []
     for r in reports:
         if quiet and r.verdict == "clean":
             continue
         fmt = f" [{r.format}]" if r.format else ""
-        lines.append(f"{r.verdict.upper():<10} {r.path}{fmt}: {r.reason}")
+        word = f"{r.verdict.upper():<10}"
+        if colour and r.verdict in _COLOURS:
+            word = f"\033[{_COLOURS[r.verdict]}m{word}\033[0m"
+        lines.append(f"{word} {r.path}{fmt}: {r.reason}")
         shown = [f for f in sorted(r.findings, key=lambda f: (f.category != "malicious",
                                                               -f.severity))
                  if verbose or f.severity > Severity.INFO]
