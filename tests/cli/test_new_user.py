@@ -225,3 +225,23 @@ def test_scan_colours_only_on_a_terminal_and_never_with_no_color(
 
     text = scan_cli.render(scan_paths([str(one)]), colour=True)
     assert text.startswith("\033[32mCLEAN")
+
+
+def test_quiet_everywhere(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(8, 6)).astype(np.float32)
+    st.save_file({"layer.weight": w}, str(tmp_path / "base.safetensors"))
+    st.save_file({"layer.weight": w + np.outer(rng.normal(size=8), rng.normal(size=6)).astype(
+        np.float32)}, str(tmp_path / "tuned.safetensors"))
+    assert main(["extract-lora", str(tmp_path / "base.safetensors"),
+                 str(tmp_path / "tuned.safetensors"), str(tmp_path / "adapter"), "--rank", "1",
+                 "-q"]) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    assert (tmp_path / "adapter").is_dir()
+    for command in ("scan", "convert", "verify", "diff", "merge-lora", "extract-lora", "export",
+                    "parity"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "--quiet" in capsys.readouterr().out, command

@@ -46,6 +46,8 @@ def common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rtol", type=float, help="relative tolerance (default per dtype: "
                    "float32 1e-3, float16 1e-2, bfloat16 5e-2)")
     p.add_argument("--select", metavar="PATH", help="the subtree of SRC holding the weights")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing unless parity "
+                   "fails (the exit code says)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -71,7 +73,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"--init is not JSON: {exc}") from None
         if not isinstance(init, dict):
             raise UsageError("--init must be a JSON object of keyword arguments")
-    quiet = args.json
+    quiet = args.json or args.quiet
     return dict(model=args.model, init=init, trust_code=args.trust_code,
                 inputs=[parse_input(t) for t in args.input] or None, atol=args.atol,
                 rtol=args.rtol, select=args.select,
@@ -99,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=1)
         print()
+    elif args.quiet:
+        if result.parity is not None and not result.parity.ok:
+            print_parity(result.parity)
     else:
         ins = ", ".join(s.describe() for s in result.inputs)
         extra = f" + {', '.join(result.external_data)}" if result.external_data else ""

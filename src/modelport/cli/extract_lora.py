@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ignore weights whose largest change is at most X (default 0)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--quiet", "-q", action="store_true", help="no notes or summary")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
                    "parameters": res.parameters, "seconds": round(res.seconds, 3),
                    "notes": res.notes}, sys.stdout, indent=1)
         print()
+        return 0
+    if args.quiet:
         return 0
     for note in res.notes:
         print(f"modelport extract-lora: note: {note}", file=sys.stderr)

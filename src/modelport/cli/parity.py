@@ -34,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=1)
         print()
-    else:
+    elif not (args.quiet and result.ok):
         print_parity(result)
     return 0 if result.ok else 1
