@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
         model = torch.jit.load(job["source"], map_location="cpu")
     else:
         # --trust-code: the user was shown the modules this imports and asked for it.
-        model = _module(torch.load(job["source"], map_location="cpu", weights_only=False))
+        model = _module(torch.load(job["source"], map_location="cpu", weights_only=False))  # trusted: --trust-code, the user saw the imports; a child process
     model.eval()
     specs, check = _specs(job["inputs"]), _specs(job["check"])
     wrapped = Wrapped(model, [s.name for s in specs], hf=False)
