@@ -57,3 +57,12 @@ def test_saved_model_pb_is_not_taken_for_onnx(tmp_path: Path) -> None:
 def test_missing_path_is_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         modelport.open(tmp_path / "absent.pt")
+
+
+def test_can_routes_name_only_registered_formats_or_families() -> None:
+    """can.ROUTES is keyed by the registry's ids (a family row is the fallback for a format
+    without its own): a key the registry does not know would be a second list of formats."""
+    from modelport.can import ROUTES
+
+    known = {f.id for f in registry()} | {f.family for f in registry()}
+    assert set(ROUTES) <= known, sorted(set(ROUTES) - known)

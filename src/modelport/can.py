@@ -121,7 +121,7 @@ ROUTES: dict[str, Route] = {
     "numpy-npy": Route("arr = np.load({path!r})  # one array; the model's code is needed"),
     "numpy-npz": Route("model = YourModel(); model.load_state_dict("
                        "{{k: torch.from_numpy(v) for k, v in np.load({path!r}).items()}})"),
-    "torchserve": Route("torchserve --models m={path}  # runs the archive's handler code",
+    "torchserve-mar": Route("torchserve --models m={path}  # runs the archive's handler code",
                         graph=True, trainable=False),
     "peft-adapter": Route("model = PeftModel.from_pretrained(base_model, {path!r})"),
     # families: the fallback for a format without a row of its own
