@@ -19,13 +19,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import mmap
 import os
 import re
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -107,11 +108,23 @@ def scan_path(scan: Scan, path: str) -> None:
         _polyglot(scan, path, probe.size)
 
 
-def _mapped(path: str) -> tuple[mmap.mmap | None, memoryview]:
+@contextlib.contextmanager
+def _mapped(path: str) -> Iterator[memoryview]:
+    """The file's bytes, mapped (never read whole); the map closes after the block (or when
+    the last view a finished machine still holds goes, see ``_close``)."""
     with open(path, "rb") as f:
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size \
             else None
-    return mm, memoryview(mm if mm is not None else b"")
+    view = memoryview(mm if mm is not None else b"")
+    try:
+        yield view
+    finally:
+        try:
+            view.release()
+        except BufferError:
+            pass  # a slice of it is still referenced: the map closes with it
+        if mm is not None:
+            _close(mm)
 
 
 def _generic(scan: Scan, path: str, head: bytes, size: int) -> None:
@@ -122,18 +135,12 @@ def _generic(scan: Scan, path: str, head: bytes, size: int) -> None:
         return
     if head.startswith(SEVEN_Z):
         rep.format = rep.format or "7z"
-        mm, data = _mapped(path)
-        try:
+        with _mapped(path) as data:
             scan_7z(scan, data, member=None)
-        finally:
-            del data
-            if mm is not None:
-                _close(mm)
         return
     kind = compress.kind_of(head)
     tar = tarfmt.is_tar(head)
-    mm, data = _mapped(path)
-    try:
+    with _mapped(path) as data:
         if kind:
             rep.format = rep.format or f"compressed-{kind}"
             scan_compressed(scan, data, kind, member=None)
@@ -145,10 +152,6 @@ def _generic(scan: Scan, path: str, head: bytes, size: int) -> None:
         # The same bytes may also be a tar or a no-magic stream: every reading is judged. Any
         # bytes are a pickle to CPython until an invalid opcode: parsed from byte 0.
         _pickle_from_zero(scan, data, label=True)
-    finally:
-        del data
-        if mm is not None:
-            _close(mm)
 
 
 # -- registry hooks: (scan, path) -----------------------------------------------------------
@@ -160,13 +163,8 @@ def scan_zip_file(scan: Scan, path: str) -> None:
 
 def scan_pickle_file(scan: Scan, path: str, label: bool = True) -> None:
     """The file as a pickle from byte 0 (stacked pickles to its end)."""
-    mm, data = _mapped(path)
-    try:
+    with _mapped(path) as data:
         _pickle_from_zero(scan, data, label)
-    finally:
-        del data
-        if mm is not None:
-            _close(mm)
 
 
 def _pickle_from_zero(scan: Scan, data: memoryview, label: bool) -> None:
@@ -180,13 +178,8 @@ def _pickle_from_zero(scan: Scan, data: memoryview, label: bool) -> None:
 
 
 def scan_npy_file(scan: Scan, path: str) -> None:
-    mm, data = _mapped(path)
-    try:
+    with _mapped(path) as data:
         scan_npy(scan, data, member=None)
-    finally:
-        del data
-        if mm is not None:
-            _close(mm)
 
 
 def scan_safetensors(scan: Scan, path: str) -> None:
@@ -705,16 +698,12 @@ def _onnx(scan: Scan, path: str) -> None:
     from ..formats import onnx
 
     folder = os.path.dirname(os.path.abspath(path))
-    mm, buf = _mapped(path)
-    try:
-        for ref in onnx_tensors.walk(buf, scan.limits):
-            _onnx_location(scan, folder, ref)
-    except ModelportError as exc:
-        scan.error(str(exc.located(path=path)))
-    finally:
-        del buf
-        if mm is not None:
-            _close(mm)
+    with _mapped(path) as buf:
+        try:
+            for ref in onnx_tensors.walk(buf, scan.limits):
+                _onnx_location(scan, folder, ref)
+        except ModelportError as exc:
+            scan.error(str(exc.located(path=path)))
     try:
         onnx.open(path, scan.limits)
     except ModelportError as exc:
