@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from .context import Scan
 from .findings import Severity
+from .torchscript import dotted_name
 
 __all__ = ["Summary", "analyze", "scan_python_file", "SYSTEM_MODULES", "CODE_CALLS"]
 
@@ -49,17 +50,6 @@ class Summary:
     error: str | None = None  # the file does not parse
 
 
-def _dotted(node: ast.AST) -> str | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
-
-
 def analyze(text: str) -> Summary:
     """Classes, imports and system reach of Python source (parsed with ast, never run)."""
     out = Summary()
@@ -81,7 +71,7 @@ def analyze(text: str) -> Summary:
             for a in node.names:
                 aliases[a.asname or a.name] = f"{mod}.{a.name}"
         elif isinstance(node, ast.ClassDef):
-            bases = [b for b in (_dotted(x) for x in node.bases) if b]
+            bases = [b for b in (dotted_name(x) for x in node.bases) if b]
             out.classes.append(f"{node.name}({', '.join(bases)})" if bases else node.name)
     out.imports = list(dict.fromkeys(out.imports))
     for mod in out.imports:
@@ -95,7 +85,7 @@ def analyze(text: str) -> Summary:
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
-        name = _dotted(node.func)
+        name = dotted_name(node.func)
         if name is None:
             continue
         head, _, rest = name.partition(".")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from .findings import Severity
 
-__all__ = ["Hit", "analyse", "ENVIRONMENT"]
+__all__ = ["Hit", "analyse", "dotted_name", "ENVIRONMENT"]
 
 S = Severity
 
@@ -68,7 +68,8 @@ class Hit:
     why: str
 
 
-def _dotted(node: ast.AST) -> str | None:
+def dotted_name(node: ast.AST) -> str | None:
+    """``a.b.c`` for a chain of attributes on a name (what a call or base class names)."""
     parts: list[str] = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
@@ -132,7 +133,7 @@ def analyse(text: str) -> tuple[list[Hit], list[str]]:
             elif isinstance(node, ast.Call):
                 hits += _call(node)
             elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
-                name = _dotted(node)
+                name = dotted_name(node)
                 if name and name.startswith(("ops.", "torch.classes.")):
                     hits += _namespace(name, node.lineno)
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and \
@@ -147,7 +148,7 @@ def analyse(text: str) -> tuple[list[Hit], list[str]]:
 
 
 def _call(node: ast.Call) -> list[Hit]:
-    name = _dotted(node.func)
+    name = dotted_name(node.func)
     if name is None:
         return []
     root, last = name.split(".", 1)[0], name.rsplit(".", 1)[-1]
