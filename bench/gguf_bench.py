@@ -51,7 +51,7 @@ def ensure(path: str) -> str:
 
     from modelport.convert.gguf import pack_value
     from modelport.dtypes import by_name
-    from modelport.formats import gguf
+    from modelport.formats.gguf import reader as gguf
 
     head = gguf.parse(VOCAB)
     kv = [(k.key, k.type, k.value) for k in head.kv if k.key != "general.file_type"]
@@ -97,13 +97,13 @@ JOBS = {
     "empty interpreter (baseline)": "pass",
     "modelport inspect --json": (
         "import io, contextlib\nfrom modelport.cli import main\n"
-        "import modelport.cli.inspect, modelport.formats.gguf, modelport.scan.templates, jinja2\n"
+        "import modelport.cli.inspect, modelport.formats.gguf.reader, modelport.scan.templates, jinja2\n"
         "import modelport.scan.archives, modelport.classify, modelport.convert.source\n"
         "from modelport.formats import registry\nregistry()\nFILE_READ = rchar()\n"
         "with contextlib.redirect_stdout(io.StringIO()): assert main(['inspect', P, '--json']) == 0"
     ),
     "modelport.open (library)": (
-        "import modelport, modelport.formats.gguf, modelport.classify\n"
+        "import modelport, modelport.formats.gguf.reader, modelport.classify\n"
         "from modelport.formats import registry\nregistry()\nFILE_READ = rchar()\n"
         "ck = modelport.open(P)\nassert len(ck.weights) == 48"),
     "gguf.GGUFReader (gguf 0.19)": (

@@ -66,3 +66,29 @@ def test_can_routes_name_only_registered_formats_or_families() -> None:
 
     known = {f.id for f in registry()} | {f.family for f in registry()}
     assert set(ROUTES) <= known, sorted(set(ROUTES) - known)
+
+
+def test_registering_and_sniffing_import_no_reader(tmp_path: Path) -> None:
+    """The registry imports every format's registering module on the first sniff: readers and
+    their decoders are imported only when a file of theirs is met (start-up time is part of
+    every `inspect` and `scan`). A safetensors file is asked of every format before it."""
+    import subprocess
+    import sys
+
+    st = tmp_path / "model.safetensors"
+    header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    st.write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
+    heavy = ["modelport.formats." + m + ".reader" for m in
+             ("onnx", "gguf", "numpy", "keras", "tflite", "tf_checkpoint", "tf_savedmodel")]
+    heavy += ["modelport.containers." + m for m in ("hdf5", "flatbuffers", "protobuf")]
+    code = ("import sys\nimport modelport\nfrom modelport import formats\n"
+            f"assert modelport.sniff({str(st)!r}) == 'safetensors'\n"
+            "assert len(formats.registry()) > 20\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+    # and the readers are there when asked for
+    assert modelport.open(st).weights["w"].shape == (1,)
+    assert {f.open.split(":")[0] for f in registry() if f.open and "reader" in f.open} >= {
+        m for m in heavy if m.startswith("modelport.formats.")}

@@ -90,7 +90,7 @@ def permuted(entry: TensorEntry, n_head: int, forward: bool) -> tuple[TensorEntr
 
 
 def _desc(value: Any, vtype: Any, sub: Any, gguf: Any) -> str:
-    from .formats.gguf import VALUE_TYPES
+    from .formats.gguf.reader import VALUE_TYPES
 
     if vtype == gguf.GGUFValueType.ARRAY:
         if sub is not None:

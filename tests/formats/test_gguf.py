@@ -19,7 +19,7 @@ import pytest
 import modelport
 from modelport.cli import main
 from modelport.errors import LimitExceeded, MalformedHeader, Truncated, UnsupportedFormat
-from modelport.formats import gguf as mg
+from modelport.formats.gguf import reader as mg
 from modelport.scan import scan_file
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gguf"

@@ -15,7 +15,8 @@ import pytest
 
 from modelport.detect import is_npz_listing
 from modelport.errors import InputError, LimitExceeded, MalformedHeader, Truncated
-from modelport.formats import numpy as np_format
+from modelport.formats import numpy as np_registration
+from modelport.formats.numpy import reader as np_format
 from modelport.limits import Limits
 from modelport.tensors import to_numpy
 
@@ -114,8 +115,8 @@ def test_npz_empty(tmp_path: Path) -> None:
 def test_sniff(tmp_path: Path) -> None:
     path = tmp_path / "s.npy"
     np.save(path, np.zeros(2))
-    assert np_format.sniff(path.read_bytes()[:16])
-    assert not np_format.sniff(b"PK\x03\x04")
+    assert np_registration.sniff(path.read_bytes()[:16])
+    assert not np_registration.sniff(b"PK\x03\x04")
     assert is_npz_listing(["a.npy", "b.npy"])
     assert not is_npz_listing(["archive/data.pkl", "archive/data/0"])
 

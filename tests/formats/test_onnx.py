@@ -25,7 +25,7 @@ from modelport.errors import (  # noqa: E402
     ModelportError,
     Truncated,
 )
-from modelport.formats import onnx as mo  # noqa: E402
+from modelport.formats.onnx import reader as mo  # noqa: E402
 from modelport.limits import Limits  # noqa: E402
 from modelport.tensors import to_numpy  # noqa: E402
 
@@ -282,7 +282,7 @@ def test_core_reads_onnx_without_onnx_or_protobuf(typed_model):
     code = (
         "import sys\n"
         "for m in ('onnx', 'google', 'google.protobuf', 'torch'): sys.modules[m] = None\n"
-        "from modelport.formats import onnx as mo\n"
+        "from modelport.formats.onnx import reader as mo\n"
         "from modelport.tensors import to_numpy\n"
         f"ck = mo.open({typed_model!r})\n"
         "print(len(ck.weights), float(to_numpy(ck.weights['scalar'])))\n"

@@ -16,7 +16,7 @@ import pytest
 import modelport
 from modelport.cli import main
 from modelport.errors import FileMissing, MalformedHeader, ModelportError, Truncated
-from modelport.formats.tf_checkpoint import slice_key
+from modelport.formats.tf_checkpoint.reader import slice_key
 from modelport.scan import scan_file
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
@@ -126,7 +126,7 @@ def test_partitioned_variable_is_one_tensor_read_in_place() -> None:
 
 
 def test_slice_keys_match_the_ones_tensorflow_wrote() -> None:
-    from modelport.formats.tf_checkpoint import read_bundle
+    from modelport.formats.tf_checkpoint.reader import read_bundle
 
     bundle = read_bundle(str(FIXTURES / "tf1_saver" / "model.ckpt.index"))
     for name in ("emb", "emb/Adam"):

@@ -10,7 +10,7 @@ import pytest
 
 import modelport
 from modelport.cli import main
-from modelport.formats.tf_savedmodel import read_meta_graph_file, read_saved_model
+from modelport.formats.tf_savedmodel.reader import read_meta_graph_file, read_saved_model
 from modelport.limits import DEFAULT_LIMITS
 from modelport.scan import scan_file
 

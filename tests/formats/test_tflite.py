@@ -21,7 +21,7 @@ from flatbuild import build, tflite
 import modelport
 from modelport.cli import main
 from modelport.errors import ModelportError
-from modelport.formats.tflite import op_name
+from modelport.formats.tflite.reader import op_name
 from modelport.scan import scan_file
 
 HERE = Path(__file__).resolve().parents[1] / "fixtures" / "tflite"

@@ -146,7 +146,7 @@ def test_numeric_records_stay_clean(tmp_path: Path) -> None:
 def test_one_header_decoder(tmp_path: Path) -> None:
     """The reader and the scanner read headers through containers.npy: a header numpy refuses
     is refused by both, with the byte offset."""
-    from modelport.formats import numpy as reader
+    from modelport.formats.numpy import reader
 
     data = _npy("{'descr': '<f4', 'fortran_order': 0, 'shape': (1,), }", bytes(4))
     with pytest.raises(MalformedHeader) as info:

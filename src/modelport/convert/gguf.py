@@ -1,6 +1,6 @@
 """Converting to and from GGUF: the writer, and the plan hooks for both directions.
 
-Writer (layout in ``formats/gguf.py``): version 3; the metadata pairs, then one tensor info per
+Writer (layout in ``formats/gguf/reader.py``): version 3; the metadata pairs, then one tensor info per
 planned item (``ne`` is the item's shape reversed, offsets padded to ``general.alignment``,
 32 by default), zero padding, then the tensors in info order, each padded to the alignment:
 the order and padding llama.cpp expects. Tensor bytes are streamed like every other writer's
@@ -33,7 +33,7 @@ from typing import Any
 
 from ..dtypes import DType, by_name
 from ..errors import MalformedHeader, UsageError
-from ..formats.gguf import TYPE_IDS, VALUE_TYPES
+from ..formats.gguf.reader import TYPE_IDS, VALUE_TYPES
 from ..model import Checkpoint, TensorEntry
 from .plan import Item, Shard, Target
 from .stream import Sink, Sources, pieces

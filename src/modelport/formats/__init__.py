@@ -2,7 +2,9 @@
 
 ``detect``, the scanner's dispatch, ``convert``'s targets and the CLI's ``--to`` choices all ask
 this registry; there is no second list of formats anywhere. Adding a format is its module plus
-one line of ``_MODULES``.
+one line of ``_MODULES``. The registry imports every registering module on the first sniff, so
+they stay light: a format with a heavy reader is a package (``NAME/__init__.py`` registers,
+``NAME/reader.py`` reads; see ``base.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from .base import Format, Options, Probe, Writer
 __all__ = ["Format", "Options", "Probe", "Writer", "registry", "get", "identify", "writers",
            "writer_for", "FORMAT_IDS"]
 
-# Module names under formats/; each defines FORMAT (or FORMATS, a tuple).
+# Module (or package) names under formats/; each defines FORMAT (or FORMATS, a tuple).
 _MODULES = (
     "torch_zip",
     "torchscript",

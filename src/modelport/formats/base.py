@@ -23,7 +23,12 @@ lists the modules; ``detect``, the scanner's dispatch, ``convert``'s targets and
                   changes for paths that do.
 
 Hooks are named as strings and imported on first use, so sniffing a file does not import
-every reader's dependencies.
+every reader's dependencies. The registry imports every format's registering module on the
+first sniff, so those stay light: a format whose reader is big or needs heavy containers
+(ONNX, GGUF, NumPy, Keras, TFLite, the TensorFlow formats) is a package whose ``__init__``
+registers and sniffs and whose ``reader`` module reads; a sniffer that needs the reader's
+decoder imports it after a cheap check of the bytes. ``tests/test_registry.py`` holds the
+registry to that.
 """
 
 from __future__ import annotations
@@ -190,7 +195,8 @@ class Format:
 
 
 def resolve(ref: str) -> Any:
-    """``"modelport.formats.gguf:open"`` (or relative to this package: ``".gguf:open"``)."""
+    """``"modelport.formats.gguf.reader:read"`` (or relative to this package:
+    ``".gguf.reader:read"``)."""
     module, _, name = ref.partition(":")
     mod = importlib.import_module(module, __package__) if module.startswith(".") else \
         importlib.import_module(module)

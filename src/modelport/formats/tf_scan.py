@@ -19,14 +19,14 @@ from ..scan.context import Scan
 from ..scan.findings import Severity
 
 if TYPE_CHECKING:
-    from .tf_savedmodel import GraphNode, MetaGraph
+    from .tf_savedmodel.reader import GraphNode, MetaGraph
 
 __all__ = ["scan_checkpoint", "scan_saved_model", "scan_meta_graph", "scan_graph"]
 
 
 def scan_checkpoint(scan: Scan, path: str) -> None:
     """An ``.index`` file: decoded like the reader, its shards and offsets checked."""
-    from .tf_checkpoint import _Reader, read_bundle
+    from .tf_checkpoint.reader import _Reader, read_bundle
 
     try:
         bundle = read_bundle(path, scan.limits)
@@ -57,7 +57,7 @@ def scan_checkpoint(scan: Scan, path: str) -> None:
     # Everything else the reader checks (shapes against sizes, slices, string tensors, the
     # object graph): a checkpoint the reader refuses is not analysed, so never clean.
     from .base import Options
-    from .tf_checkpoint import open_bundle
+    from .tf_checkpoint.reader import open_bundle
 
     try:
         open_bundle(path, path, Options(limits=scan.limits))
@@ -183,7 +183,7 @@ def scan_graph(scan: Scan, g: MetaGraph, label: str) -> None:
 
 
 def scan_saved_model(scan: Scan, path: str) -> None:
-    from .tf_savedmodel import read_saved_model
+    from .tf_savedmodel.reader import read_saved_model
 
     try:
         _, graphs = read_saved_model(path, scan.limits)
@@ -195,7 +195,7 @@ def scan_saved_model(scan: Scan, path: str) -> None:
 
 
 def scan_meta_graph(scan: Scan, path: str) -> None:
-    from .tf_savedmodel import read_meta_graph_file
+    from .tf_savedmodel.reader import read_meta_graph_file
 
     try:
         g = read_meta_graph_file(path, scan.limits)

@@ -695,7 +695,7 @@ def _onnx(scan: Scan, path: str) -> None:
     """External data of every tensor-bearing field (containers/onnx_tensors.py): locations
     out of the model's folder and links are findings; then the reader's own checks."""
     from ..containers import onnx_tensors
-    from ..formats import onnx
+    from ..formats.onnx import reader as onnx
 
     folder = os.path.dirname(os.path.abspath(path))
     with _mapped(path) as buf:

@@ -366,7 +366,7 @@ def scan_h5(scan: Scan, path: str) -> None:
 def scan_keras(scan: Scan, path: str) -> None:
     """The hook for ``.keras`` archives: every member by content (the generic zip pass), then
     config.json and metadata.json judged, and the weights HDF5 read under the limits."""
-    from ..formats.keras import h5_in_keras
+    from ..formats.keras.reader import h5_in_keras
     from .archives import scan_zip
 
     scan_zip(scan, path, member=None)

@@ -281,7 +281,7 @@ _NOTE_WHY = "llama.cpp refuses what the gguf package reads: two loaders see diff
 
 def scan_gguf(scan: Scan, path: str) -> None:
     """The registry's hook for GGUF: the header's structure, then every chat template."""
-    from ..formats import gguf
+    from ..formats.gguf import reader as gguf
 
     try:
         header = gguf.parse(path, scan.limits)

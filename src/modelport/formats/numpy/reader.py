@@ -39,29 +39,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..classify import classify, reselect
-from ..containers import npy
-from ..dtypes import DType, by_numpy
-from ..errors import InputError, LimitExceeded, MalformedHeader, Truncated
-from ..limits import DEFAULT_LIMITS, Limits
-from ..model import Checkpoint, Storage, TensorEntry
-from .base import Format, Options, Probe, Writer
+from ...classify import classify, reselect
+from ...containers import npy
+from ...dtypes import DType, by_numpy
+from ...errors import InputError, LimitExceeded, MalformedHeader, Truncated
+from ...limits import DEFAULT_LIMITS, Limits
+from ...model import Checkpoint, Storage, TensorEntry
+from ..base import Options
+from . import FORMAT_IDS, MAGIC
 
 if TYPE_CHECKING:
     import zipfile
 
     import numpy as np
 
-__all__ = ["FORMAT_ID", "FORMAT_IDS", "MAGIC", "NpyHeader", "sniff",
-           "parse_npy_header", "open"]
+__all__ = ["NpyHeader", "parse_npy_header", "open", "read"]
 
-FORMAT_ID = "numpy-npy"
-FORMAT_IDS = ("numpy-npy", "numpy-npz")
-MAGIC = npy.MAGIC
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive's EOCD
 # zip compression method -> incremental decompressor; np.savez_compressed writes 8 (deflate).
-# numpy, zipfile and bz2 are imported when a file is opened: the registry imports this module
-# to sniff, and `modelport scan` of a torch file should not pay for them.
+
+
 _DECOMPRESSORS: dict[int, Callable[[], Any]] = {
     8: lambda: zlib.decompressobj(-15),
     12: lambda: __import__("bz2").BZ2Decompressor(),
@@ -101,11 +98,6 @@ class NpyHeader:
                 acc *= max(d, 1)
             strides = tuple(out)
         return TensorEntry(name, self.dtype, self.shape, storage, strides=strides)
-
-
-def sniff(head: bytes) -> bool:
-    """The bytes start a .npy file (a .npz is a zip: see ``detect.is_npz_listing``)."""
-    return head[:6] == MAGIC
 
 
 def parse_npy_header(
@@ -346,34 +338,3 @@ def open(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Check
 
 def read(path: str, options: Options) -> Checkpoint:
     return reselect(open(path, options.limits), options.select)
-
-
-def _sniff_npy(probe: Probe) -> bool:
-    return sniff(probe.head)
-
-
-def _sniff_npz(probe: Probe) -> bool:
-    names = probe.zip_names
-    return names is not None and is_npz_listing(names)
-
-
-def _npz_holds(d: DType) -> bool:
-    # numpy can hold it natively (little-endian or byte-sized), not ml_dtypes' quantized kinds
-    return d.numpy is not None and d.numpy[0] in "<|" and d.kind != "q"
-
-
-def is_npz_listing(names: tuple[str, ...] | list[str]) -> bool:
-    """A zip whose members (folder entries aside) are all ``*.npy`` is an npz: what np.savez
-    writes, an empty archive included (np.savez() of nothing)."""
-    return all(n.endswith(".npy") for n in names if not n.endswith("/"))
-
-
-FORMATS = (
-    Format("numpy-npy", "numpy", _sniff_npy, order=15, title="NumPy .npy array",
-           open=f"{__name__}:read", scan="modelport.scan.archives:scan_npy_file"),
-    Format("numpy-npz", "numpy", _sniff_npz, order=12, title="NumPy .npz archive",
-           open=f"{__name__}:read", scan="modelport.scan.archives:scan_zip_file",
-           writer=Writer("npz", "modelport.convert.writers:write_npz", suffixes=(".npz",),
-                         aliases=("numpy",), holds=_npz_holds,
-                         refuse_hint="use --dtype F32, or --to safetensors")),
-)

@@ -40,13 +40,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..classify import classify
-from ..containers.crc32c import crc32c, mask
-from ..containers.protobuf import I32, LEN, VARINT, Field, Schema, decode, read_varint, text
-from ..containers.protobuf import iter_fields as _iter_fields
-from ..containers.sstable import Table, is_table
-from ..dtypes import TF_OTHER_TYPES, by_tf
-from ..errors import (
+from ...classify import classify
+from ...containers.crc32c import crc32c, mask
+from ...containers.protobuf import I32, LEN, VARINT, Field, Schema, decode, read_varint, text
+from ...containers.sstable import Table
+from ...dtypes import TF_OTHER_TYPES, by_tf
+from ...errors import (
     FileMissing,
     LimitExceeded,
     MalformedHeader,
@@ -54,15 +53,15 @@ from ..errors import (
     Truncated,
     UnknownFormat,
 )
-from ..limits import DEFAULT_LIMITS, Limits
-from ..model import Checkpoint, Storage, TensorEntry
-from ..tensors import storage_buffer
-from .base import Format, Options, Probe
+from ...limits import DEFAULT_LIMITS, Limits
+from ...model import Checkpoint, Storage, TensorEntry
+from ...tensors import storage_buffer
+from ..base import Options
+from . import FORMAT_ID
 
-__all__ = ["FORMATS", "Bundle", "BundleEntry", "read_bundle", "find_prefix", "open",
-           "resolve_path", "check_checksums", "object_graph_names", "OBJECT_GRAPH_KEY"]
+__all__ = ["FORMAT_ID", "Bundle", "BundleEntry", "read_bundle", "find_prefix", "open",
+           "check_checksums", "object_graph_names", "OBJECT_GRAPH_KEY"]
 
-FORMAT_ID = "tf-checkpoint"
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _STRING, _RESOURCE, _VARIANT = 7, 20, 21
@@ -273,12 +272,6 @@ def find_prefix(path: str) -> str:
     if path.endswith(".index") or not os.path.exists(path + ".index"):
         return path[:-len(".index")] if path.endswith(".index") else path
     return path
-
-
-def resolve_path(path: str) -> str | None:
-    """A prefix (``model.ckpt``, no such file) -> its ``.index`` file, if there is one."""
-    index = path + ".index"
-    return index if not os.path.exists(path) and os.path.isfile(index) else None
 
 
 # -------------------------------------------------------------------------------- tensors
@@ -510,7 +503,7 @@ class _Reader:
                                 tensor=e.key, hint="raise Limits.member_bytes")
         out = np.zeros(e.shape, dtype=dtype.np_dtype())
         filled = np.zeros(e.shape, dtype=bool)
-        from ..tensors import to_numpy
+        from ...tensors import to_numpy
 
         for full, piece in pieces:
             got = self.tensor(name, piece)
@@ -766,7 +759,7 @@ def open_bundle(path: str, index: str, options: Options, *, kind: str | None = N
 
 def _training_line(tree: dict[str, Any], groups: dict[str, dict[str, Any]]) -> str:
     """Counters (their values: a few bytes each) and optimizer state, in one line."""
-    from ..tensors import to_numpy
+    from ...tensors import to_numpy
 
     parts = []
     for name, t in tree.items():
@@ -855,43 +848,3 @@ def check_checksums(reader: _Reader) -> int:
                 "copy")
         checked += 1
     return checked
-
-
-# ----------------------------------------------------------------------------------- sniff
-
-
-def _starts_with_header(head: bytes) -> bool:
-    """The first record of every bundle index: key "" (shared 0, non-shared 0), then a
-    BundleHeaderProto made only of its own fields, with a version. Recognising it claims an
-    index whose end (and magic) was cut off, so that it is reported as a broken checkpoint
-    instead of unknown bytes."""
-    if len(head) < 8 or head[:2] != b"\x00\x00" or head[2] >= 0x80 or head[3] != 0x08:
-        return False
-    value = head[3:3 + head[2]]
-    if len(value) != head[2]:
-        return False
-    try:
-        fields = {f.number: f for f in _iter_fields(value)}
-    except ModelportError:
-        return False
-    return 3 in fields and set(fields) <= {1, 2, 3} and fields[3].wire == LEN
-
-
-def _sniff(probe: Probe) -> bool:
-    return is_table(probe.tail, probe.size) or _starts_with_header(probe.head)
-
-
-def _sniff_dir(probe: Probe) -> bool:
-    names = probe.listing
-    if not any(n.endswith(".index") for n in names):
-        return False
-    return "checkpoint" in names or any(".data-00000-of-" in n for n in names)
-
-
-FORMATS = (
-    Format(FORMAT_ID, "tensorflow", _sniff, order=26, open=f"{__name__}:open",
-           scan="modelport.formats.tf_scan:scan_checkpoint",
-           resolve_path=resolve_path, title="TensorFlow checkpoint index"),
-    Format("tf-checkpoint-dir", "tensorflow", _sniff_dir, order=80, folder=True,
-           open=f"{__name__}:open", title="TensorFlow checkpoint folder"),
-)

@@ -30,15 +30,15 @@ import re
 from collections import Counter
 from typing import Any
 
-from ..classify import classify
-from ..containers.hdf5 import SIGNATURE, Dataset, Group, H5File, find_superblock
-from ..containers.zip import ZipArchive
-from ..dtypes import by_name, by_numpy
-from ..errors import LimitExceeded, MalformedHeader, ModelportError, Truncated
-from ..limits import DEFAULT_LIMITS, Limits
-from ..model import Checkpoint, Storage, TensorEntry
-from ..tensors import storage_buffer
-from .base import Format, Options, Probe
+from ...classify import classify
+from ...containers.hdf5 import SIGNATURE, Dataset, Group, H5File
+from ...containers.zip import ZipArchive
+from ...dtypes import by_name, by_numpy
+from ...errors import LimitExceeded, MalformedHeader, ModelportError, Truncated
+from ...limits import DEFAULT_LIMITS, Limits
+from ...model import Checkpoint, Storage, TensorEntry
+from ...tensors import storage_buffer
+from ..base import Options
 
 __all__ = ["HDF5_MAGIC", "open_h5", "open_keras", "read_h5", "read_keras", "h5_in_keras",
            "snake_case"]
@@ -144,7 +144,7 @@ def _legacy_group(h5: _H5, g: Group, prefix: str, out: dict[str, TensorEntry],
 
 def _add(h5: _H5, name: str, ds: Dataset, out: dict[str, TensorEntry],
          skipped: list[dict[str, Any]]) -> None:
-    from ..classify import unique_name
+    from ...classify import unique_name
 
     name = unique_name(name, out)
     entry = h5.entry(name, ds)
@@ -334,7 +334,7 @@ def _needs(ck: Checkpoint, got: dict[str, Any]) -> str:
     if ck.kind == "full-model":
         text = "a Keras model: keras.models.load_model needs Keras" + \
             (f" {version}" if version else "")
-        from ..scan.keras import config_code
+        from ...scan.keras import config_code
 
         lambdas, custom = config_code(got["config"])
         if lambdas:
@@ -430,25 +430,3 @@ def read_keras(path: str, options: Options) -> Checkpoint:
 
 def open_keras(path: str, limits: Limits = DEFAULT_LIMITS) -> Checkpoint:
     return read_keras(path, Options(limits=limits))
-
-
-# -- registry ------------------------------------------------------------------------------------
-
-
-def _sniff_h5(probe: Probe) -> bool:
-    # The superblock may follow a user block of 512 * 2**k bytes (HDF5 spec, "Superblock").
-    return find_superblock(probe.head) is not None
-
-
-def _sniff_keras(probe: Probe) -> bool:
-    names = probe.zip_names
-    return names is not None and "config.json" in names and (
-        "metadata.json" in names or "model.weights.h5" in names)
-
-
-FORMATS = (
-    Format("keras-h5", "tensorflow", _sniff_h5, order=27, title="Keras / HDF5 file",
-           open=f"{__name__}:read_h5", scan="modelport.scan.keras:scan_h5"),
-    Format("keras", "tensorflow", _sniff_keras, order=8, title="Keras 3 .keras archive",
-           open=f"{__name__}:read_keras", scan="modelport.scan.keras:scan_keras"),
-)

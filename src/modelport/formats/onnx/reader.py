@@ -48,8 +48,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..classify import classify, reselect
-from ..containers.protobuf import (
+from ...classify import classify, reselect
+from ...containers.protobuf import (
     I32,
     I64,
     LEN,
@@ -61,16 +61,15 @@ from ..containers.protobuf import (
     text,
     unpack,
 )
-from ..dtypes import DType, by_name, by_onnx
-from ..errors import InputError, LimitExceeded, MalformedHeader, ModelportError, Truncated
-from ..limits import DEFAULT_LIMITS, Limits
-from ..model import Checkpoint, Storage, TensorEntry
-from ..tensors import storage_buffer
-from .base import Format, Options, Probe
+from ...dtypes import DType, by_name, by_onnx
+from ...errors import InputError, LimitExceeded, MalformedHeader, ModelportError, Truncated
+from ...limits import DEFAULT_LIMITS, Limits
+from ...model import Checkpoint, Storage, TensorEntry
+from ...tensors import storage_buffer
+from ..base import Options
+from . import FORMAT_ID
 
 __all__ = ["FORMAT_ID", "sniff", "open"]
-
-FORMAT_ID = "onnx"
 
 _R = True  # repeated
 
@@ -430,7 +429,7 @@ def _dense(w: _Walk, f: Field, name: str) -> TensorEntry | None:
                             hint="raise Limits.member_bytes if the model is genuine")
     import numpy as np
 
-    from ..tensors import to_numpy
+    from ...tensors import to_numpy
 
     vals = np.asarray(to_numpy(values)).reshape(-1)
     idx_entry = _tensor(w, sp["indices"], name=name + "#indices") if "indices" in sp else None
@@ -636,7 +635,7 @@ def _external(w: _Walk, t: dict[str, Any], name: str, dtype: DType | None,
     if off < 0 or (length is not None and length < 0):
         raise bad(f"negative external data offset/length {off}/{length}", MalformedHeader)
     if target not in w.file_sizes:
-        from .. import remote
+        from ... import remote
 
         remote.sibling(w.path, target)  # a remote model: its data file is read by ranges too
         try:
@@ -661,11 +660,3 @@ def _external(w: _Walk, t: dict[str, Any], name: str, dtype: DType | None,
 
 def read(path: str, options: Options) -> Checkpoint:
     return reselect(open(path, options.limits), options.select)
-
-
-def _sniff(probe: Probe) -> bool:
-    return sniff(probe.head)
-
-
-FORMAT = Format("onnx", "exchange", _sniff, order=70, title="ONNX model",
-                open=f"{__name__}:read", scan="modelport.scan.archives:scan_onnx")

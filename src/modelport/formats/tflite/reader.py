@@ -40,19 +40,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..classify import classify, reselect, unique_name
-from ..containers.flatbuffers import FlatBuffer, Table
-from ..dtypes import by_tflite, tflite_type_name
-from ..errors import LimitExceeded, MalformedHeader, ModelportError, Truncated
-from ..limits import DEFAULT_LIMITS, Limits
-from ..model import Checkpoint, Storage, TensorEntry
-from ..tensors import storage_buffer
-from .base import Format, Options, Probe
+from ...classify import classify, reselect, unique_name
+from ...containers.flatbuffers import FlatBuffer, Table
+from ...dtypes import by_tflite, tflite_type_name
+from ...errors import LimitExceeded, MalformedHeader, ModelportError, Truncated
+from ...limits import DEFAULT_LIMITS, Limits
+from ...model import Checkpoint, Storage, TensorEntry
+from ...tensors import storage_buffer
+from ..base import Options
+from . import FORMAT_ID, IDENTIFIER
 
 __all__ = ["FORMAT_ID", "parse", "open", "read", "Model"]
 
-FORMAT_ID = "tflite"
-IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3
 
 # BuiltinOperator names by code, from the schema's enum (TF 2.21's schema_py_generated).
@@ -368,7 +367,7 @@ def scan(scan: Any, path: str) -> None:
     """The scanner's hook: the graph parsed with every bound checked; custom and Flex ops are
     native code the interpreter must provide, and are reported (fail closed: a custom op the
     interpreter does not ship, or any Flex op, is not judged safe)."""
-    from ..scan.findings import Severity
+    from ...scan.findings import Severity
 
     try:
         ck = open(path, scan.limits)
@@ -398,11 +397,3 @@ def scan(scan: Any, path: str) -> None:
     if info["external_buffers"]:
         scan.add(Severity.LOW, "tflite-external-buffer", "tensors read from an external "
                  "buffer file", why="the model reads another file at load time")
-
-
-def _sniff(probe: Probe) -> bool:
-    return probe.head[4:8] == IDENTIFIER
-
-
-FORMAT = Format(FORMAT_ID, "tensorflow", _sniff, order=28, title="TensorFlow Lite model",
-                open=f"{__name__}:read", scan=f"{__name__}:scan")

@@ -35,7 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..containers.protobuf import (
+from ...containers.protobuf import (
     LEN,
     VARINT,
     Field,
@@ -45,14 +45,14 @@ from ..containers.protobuf import (
     read_varint,
     text,
 )
-from ..dtypes import TF_OTHER_TYPES, by_tf
-from ..errors import LimitExceeded, MalformedHeader, ModelportError, Truncated
-from ..limits import Limits
-from ..model import Checkpoint, Storage
-from ..tensors import storage_buffer
-from .base import Format, Options, Probe
+from ...dtypes import TF_OTHER_TYPES, by_tf
+from ...errors import LimitExceeded, MalformedHeader, ModelportError, Truncated
+from ...limits import Limits
+from ...model import Checkpoint, Storage
+from ...tensors import storage_buffer
+from ..base import Options
 
-__all__ = ["FORMATS", "GraphNode", "Function", "MetaGraph", "read_saved_model",
+__all__ = ["GraphNode", "Function", "MetaGraph", "read_saved_model",
            "read_meta_graph_file", "open_folder", "open_meta"]
 
 _R = True
@@ -384,8 +384,8 @@ def _assets(folder: str) -> list[dict[str, Any]]:
 
 def _with_variables(path: str, index: str | None, options: Options, info: dict[str, Any],
                     fmt: str, size: int) -> Checkpoint:
-    from ..classify import classify
-    from .tf_checkpoint import open_bundle
+    from ...classify import classify
+    from ..tf_checkpoint.reader import open_bundle
 
     if index is not None and os.path.isfile(index):
         ck = open_bundle(path, index, options, kind="tf-graph", info=info, fmt=fmt)
@@ -441,30 +441,10 @@ def open_meta(path: str, options: Options | None = None) -> Checkpoint:
     return ck
 
 
-# ------------------------------------------------------------------------------------- sniff
-
-
-def _sniff_file(probe: Probe) -> bool:
-    # schema version 1 (field 1, varint), then a MetaGraphDef (field 2, length-delimited) that
-    # starts with its MetaInfoDef (field 1, length-delimited). ONNX's field 2 is a text
-    # producer name, and its ir_version is never 1 for files written since 2017.
-    head = probe.head
-    if not head.startswith(b"\x08\x01\x12"):
-        return False
-    pos = 3
-    while pos < len(head) and head[pos] & 0x80:
-        pos += 1
-    return pos + 1 < len(head) and head[pos + 1] == 0x0A
-
-
-def _sniff_dir(probe: Probe) -> bool:
-    return "saved_model.pb" in probe.listing or "saved_model.pbtxt" in probe.listing
-
-
-def _sniff_meta(probe: Probe) -> bool:
+def is_meta_graph(head: bytes) -> bool:
     """A MetaGraphDef: field 1 (MetaInfoDef) whose fields read as MetaInfoDef fields, among
     them the stripped op list or the TensorFlow version, then the GraphDef (field 2)."""
-    head = bytes(probe.head)
+    head = bytes(head)
     if head[:1] != b"\x0a":
         return False
     try:
@@ -491,17 +471,3 @@ def _sniff_meta(probe: Probe) -> bool:
         return False
     after = pos + length
     return after >= len(head) or head[after] == 0x12
-
-
-_UNREAD = "saved_model.pbtxt (text form) is not read; save the model in binary form"
-FORMATS = (
-    Format("tf-savedmodel", "tensorflow", _sniff_dir, order=81, folder=True,
-           open=f"{__name__}:open_folder", title="TensorFlow SavedModel folder",
-           unsupported=_UNREAD),
-    Format("tf-savedmodel-pb", "tensorflow", _sniff_file, order=65,
-           open=f"{__name__}:open_folder", scan="modelport.formats.tf_scan:scan_saved_model",
-           title="TensorFlow SavedModel graph (saved_model.pb)"),
-    Format("tf-metagraph", "tensorflow", _sniff_meta, order=66,
-           open=f"{__name__}:open_meta", scan="modelport.formats.tf_scan:scan_meta_graph",
-           title="TensorFlow 1 meta graph (.meta)"),
-)

@@ -37,18 +37,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..classify import classify, reselect
-from ..dtypes import GGML_REMOVED, DType, by_ggml
-from ..errors import InputError, LimitExceeded, MalformedHeader, Truncated, UnsupportedFormat
-from ..limits import DEFAULT_LIMITS, Limits
-from ..model import Checkpoint, Storage, TensorEntry
-from .base import Format, Options, Probe, Writer
+from ...classify import classify, reselect
+from ...dtypes import GGML_REMOVED, DType, by_ggml
+from ...errors import InputError, LimitExceeded, MalformedHeader, Truncated, UnsupportedFormat
+from ...limits import DEFAULT_LIMITS, Limits
+from ...model import Checkpoint, Storage, TensorEntry
+from ..base import Options
+from . import FORMAT_ID, MAGIC
 
 __all__ = ["FORMAT_ID", "MAGIC", "KV", "TensorInfo", "Header", "parse", "open", "read",
            "VALUE_TYPES", "FILE_TYPES", "summary", "metadata_dict"]
 
-FORMAT_ID = "gguf"
-MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 4  # GGML_MAX_DIMS: llama.cpp refuses more
 MAX_NAME = 64  # GGML_MAX_NAME: llama.cpp refuses names of this length or longer
@@ -147,7 +146,7 @@ class _Reader:
         if end <= have:
             return
         want = min(self.size, max(end, 2 * have, _FIRST_READ))
-        from .. import remote
+        from ... import remote
 
         remote.ensure(self.path, have, want - have)  # a no-op for a local file
         chunk = os.pread(self.f.fileno(), want - have, have)
@@ -569,17 +568,3 @@ def iter_templates(header: Header) -> Iterator[tuple[str, str, int]]:
                 for i, v in enumerate(kv.value):
                     if isinstance(v, str):
                         yield f"{kv.key}[{i}]", v, kv.offset
-
-
-def _sniff(probe: Probe) -> bool:
-    return probe.head.startswith(MAGIC)
-
-
-FORMAT = Format(
-    FORMAT_ID, "llama.cpp", _sniff, order=25, title="GGUF (llama.cpp)", ranged=True,
-    open=f"{__name__}:read", scan="modelport.scan.templates:scan_gguf",
-    writer=Writer("gguf", "modelport.convert.gguf:write_gguf", suffixes=(".gguf",),
-                  holds=lambda d: d.ggml is not None, blocks=True, casts=("Q8_0",),
-                  refuse_hint="GGUF holds ggml types only (F32 F16 BF16 F64 I8-I64 and blocks); "
-                  "use --dtype F32", prepare="modelport.convert.gguf:prepare"),
-    extras={"plan_from": "modelport.convert.gguf:plan_from"})
