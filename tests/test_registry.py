@@ -80,7 +80,7 @@ def test_registering_and_sniffing_import_no_reader(tmp_path: Path) -> None:
     st.write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
     heavy = ["modelport.formats." + m + ".reader" for m in
              ("onnx", "gguf", "numpy", "keras", "tflite", "tf_checkpoint", "tf_savedmodel")]
-    heavy += ["modelport.containers." + m for m in ("hdf5", "flatbuffers", "protobuf")]
+    heavy += ["modelport.containers." + m for m in ("hdf5", "flatbuffers", "protobuf", "sstable")]
     code = ("import sys\nimport modelport\nfrom modelport import formats\n"
             f"assert modelport.sniff({str(st)!r}) == 'safetensors'\n"
             "assert len(formats.registry()) > 20\n"
@@ -92,3 +92,15 @@ def test_registering_and_sniffing_import_no_reader(tmp_path: Path) -> None:
     assert modelport.open(st).weights["w"].shape == (1,)
     assert {f.open.split(":")[0] for f in registry() if f.open and "reader" in f.open} >= {
         m for m in heavy if m.startswith("modelport.formats.")}
+
+
+def test_magic_numbers_kept_by_registrations_match_their_decoders() -> None:
+    """Registrations keep the few magic numbers they sniff by, so that sniffing imports no
+    decoder; they must be the decoders' own."""
+    from modelport.containers import npy, sstable
+    from modelport.formats import numpy as np_registration
+    from modelport.formats import tf_checkpoint
+
+    assert tf_checkpoint.TABLE_MAGIC == sstable.MAGIC and sstable.FOOTER == 48
+    assert np_registration.MAGIC == npy.MAGIC
+

@@ -22,10 +22,10 @@ request with the whole body (200) is refused in one line rather than downloaded.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,8 +35,8 @@ from .errors import InputError, LimitExceeded
 if TYPE_CHECKING:
     import http.client
 
-# The readers import this module for ``ensure``; http.client, json, tempfile and urllib are
-# imported only when a remote input is opened, so local commands do not pay for them.
+# The readers import this module for ``ensure``; http.client, json, tempfile, threading and
+# urllib are imported only when a remote input is opened, so local commands do not pay for them.
 
 __all__ = ["is_remote", "Session", "session", "ensure", "ensure_all", "active", "BLOCK"]
 
@@ -50,7 +50,7 @@ _SMALL = 1 << 20
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".h5", ".keras",
             ".tflite", ".npz", ".npy", ".msgpack", ".pkl")
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # threading.Lock() without importing threading
 _sessions: list[Session] = []
 
 
@@ -380,6 +380,8 @@ class Session:
         self.root = tempfile.mkdtemp(prefix="modelport-remote-")
         self.files: dict[str, RemoteFile] = {}
         self.stats = Stats()
+        import threading
+
         self.lock = threading.RLock()
         self.client = _Client(self)
         self.names: dict[str, str] = {}  # mirror path -> what the user typed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 from typing import Any, TextIO
@@ -59,13 +60,43 @@ def human_bytes(n: float, digits: int = 2) -> str:
     return ""
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's RawDescriptionHelpFormatter with the terminal width found once per process.
+    argparse asks ``shutil.get_terminal_size()`` for every argument it adds (to check that its
+    help formats), which imports shutil (and bz2, lzma, fnmatch) at every start; the width is
+    found here as shutil finds it: $COLUMNS, then the terminal, then 80."""
+
+    _columns: int | None = None
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         width if width is not None else self.columns() - 2)
+
+    @classmethod
+    def columns(cls) -> int:
+        if cls._columns is None:
+            try:
+                cls._columns = int(os.environ.get("COLUMNS", "0"))
+            except ValueError:
+                cls._columns = 0
+            if cls._columns <= 0:
+                out = sys.__stdout__
+                try:
+                    cls._columns = os.get_terminal_size(out.fileno()).columns if out else 0
+                except (AttributeError, ValueError, OSError):
+                    cls._columns = 0
+            cls._columns = cls._columns or 80
+        return cls._columns
+
+
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modelport",
         description="Inspect, scan and convert deep-learning model files (PyTorch, safetensors, "
         "Hugging Face folders, ONNX, NumPy) without executing anything inside them.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     from .. import __version__
 
@@ -83,7 +114,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
                 raise
             continue  # command not built yet
         p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip(),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=_Formatter)
         mod.add_arguments(p)
         p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
         p.set_defaults(_run=mod.run, _parser=p)

@@ -37,7 +37,6 @@ from typing import Any
 from .. import __version__
 from ..scan import FileReport, Severity, UserAllow, load_policy, scan_paths
 from ..scan.findings import VERDICTS
-from ..scan.sarif import to_sarif
 
 __all__ = ["add_arguments", "run", "render", "exit_code"]
 
@@ -102,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         json.dump(doc, sys.stdout, indent=1, default=str)
         print()
     elif args.sarif:
+        from ..scan.sarif import to_sarif  # its URL and path helpers only for --sarif
+
         json.dump(to_sarif(reports, __version__), sys.stdout, indent=1)
         print()
     else:

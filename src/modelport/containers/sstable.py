@@ -34,7 +34,7 @@ from ..limits import DEFAULT_LIMITS, Limits
 from . import snappy
 from .crc32c import crc32c, unmask
 
-__all__ = ["MAGIC", "FOOTER", "Record", "Table", "is_table"]
+__all__ = ["MAGIC", "FOOTER", "Record", "Table"]
 
 MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
 FOOTER = 48
@@ -42,10 +42,6 @@ _TRAILER = 5
 _NONE, _SNAPPY = 0, 1
 
 Buffer = bytes | bytearray | memoryview
-
-
-def is_table(tail: bytes, size: int) -> bool:
-    return size >= FOOTER and tail.endswith(MAGIC)
 
 
 @dataclass(frozen=True)

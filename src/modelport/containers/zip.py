@@ -59,6 +59,8 @@ class ZipMember:
     header_offset: int
     data_offset: int = 0
     local_name: str = ""
+    local_flags: int = 0  # the local header's general purpose flags and CRC (readers that
+    local_crc: int = 0  # trust the local header, as torch's does, see these)
 
     @property
     def stored(self) -> bool:
@@ -255,20 +257,25 @@ def _parse(path: str, fd: int, size: int, limits: Limits) -> ZipArchive:
 
 def _local(path: str, fd: int, size: int, m: ZipMember, anomalies: list[ZipAnomaly]) -> None:
     # A zip64 offset can be past 2**63, where pread's off_t overflows: compare with size first.
-    remote.ensure(path, m.header_offset, _LOCAL.size + len(m.name.encode()) + 64)
-    head = os.pread(fd, _LOCAL.size, m.header_offset) if m.header_offset < size else b""
+    # One read for the header and the name it should hold (a different name is read again).
+    want = _LOCAL.size + len(m.name.encode())
+    remote.ensure(path, m.header_offset, want + 64)
+    head = os.pread(fd, want, m.header_offset) if m.header_offset < size else b""
     if len(head) < _LOCAL.size:
         raise _err(path, "local header runs past the end of the file", m.header_offset,
                    Truncated, member=m.name, hint="the file is truncated; download it again")
-    f = _LOCAL.unpack(head)
+    f = _LOCAL.unpack_from(head)
     if f[0] != _SIG_LOCAL:
         raise _err(path, "bad local header signature", m.header_offset, member=m.name,
                    hint="the zip is corrupt")
     nlen, xlen = f[9], f[10]
-    remote.ensure(path, m.header_offset, _LOCAL.size + nlen)
-    local_name = os.pread(fd, nlen, m.header_offset + _LOCAL.size).decode(
-        "utf-8" if f[1] & 0x800 else "cp437", "replace")
+    raw = head[_LOCAL.size:_LOCAL.size + nlen]
+    if len(raw) < nlen:
+        remote.ensure(path, m.header_offset, _LOCAL.size + nlen)
+        raw = os.pread(fd, nlen, m.header_offset + _LOCAL.size)
+    local_name = raw.decode("utf-8" if f[1] & 0x800 else "cp437", "replace")
     m.local_name = local_name
+    m.local_flags, m.local_crc = f[2], f[6]
     m.data_offset = m.header_offset + _LOCAL.size + nlen + xlen
     if local_name != m.name:
         anomalies.append(ZipAnomaly("name-mismatch", m.name, m.header_offset,

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from ..limits import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
+    from ..containers.zip import ZipArchive
     from ..model import Checkpoint
 
 __all__ = ["Options", "Probe", "Writer", "Format", "resolve"]
@@ -112,19 +113,22 @@ class Probe:
     def zip_names(self) -> tuple[str, ...] | None:
         """Member names of a zip (central directory order), None when the bytes are not one
         or its directory cannot be read (the scanner reports that; sniffing just declines)."""
+        archive = self.zip_archive
+        return None if archive is None else tuple(m.name for m in archive.members)
+
+    @cached_property
+    def zip_archive(self) -> ZipArchive | None:
+        """The file's zip directory, read once for every sniffer and the scanner's zip hook,
+        or None as for ``zip_names``."""
         from ..containers.zip import ZipArchive, is_zip
         from ..errors import ModelportError
 
-        if self.is_dir or not is_zip(self.head):
-            return None
+        if self.is_dir or self.path is None or not is_zip(self.head):
+            return None  # in-memory archives: the scanner lists them itself
         try:
-            if self.path is not None:
-                archive = ZipArchive.open(self.path, self.limits)
-            else:
-                return None  # in-memory archives: the scanner lists them itself
+            return ZipArchive.open(self.path, self.limits)
         except (ModelportError, OSError, ValueError):
             return None
-        return tuple(m.name for m in archive.members)
 
 
 @dataclass(frozen=True)

@@ -189,8 +189,14 @@ class Machine:
         if n < 0:
             raise self.error(f"a negative length ({n}) in {self._opname()}",
                              hint="the file is corrupt")
-        pos = self._straddle(self.pos + n)
+        pos = self.pos
         end = pos + n
+        if end > self.buf_end:
+            if pos < self.buf_end:  # the read runs past the end of its FRAME
+                pos = self._straddle(end)
+                end = pos + n
+            else:  # outside frames: the buffer is what was read so far
+                self.buf_end = end
         if end > len(self.data):
             self.truncated = True
             raise self.error(f"pickle ends inside {self._opname()} (needs {n} bytes)",

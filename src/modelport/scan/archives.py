@@ -67,7 +67,6 @@ _FLAG_OK = 0x1 | 0x2 | 0x4 | 0x8 | 0x800  # encrypted (own rule), deflate level,
 _FLAG_WHY = ("flag bits no model writer sets (patched data 0x20, strong encryption 0x40, masked "
              "header 0x2000, reserved): zipfile refuses the member while torch ignores them "
              "(CVE-2025-1945)")
-_LOCAL = struct.Struct("<IHHHHHIIIHH")
 _SMALL = 64 << 20  # members read whole to check their CRC (pickles, code, small files)
 
 # -- files --------------------------------------------------------------------------------------
@@ -89,29 +88,41 @@ def scan_path(scan: Scan, path: str) -> None:
         scan.report.format = "empty"
         return
     fmt = identify(probe)
-    if fmt is not None:
-        scan.report.format = fmt.id
-        hook = fmt.scanner()
-        if hook is not None:
-            hook(scan, path)
-        else:
-            scan.error(f"{path}: {fmt.unsupported or fmt.title + ' is recognised but not analysed'}"
-                       " (not clean: nothing in it was judged)")
-            _generic(scan, path, probe.head, probe.size)
-    else:
-        _generic(scan, path, probe.head, probe.size)
-    if not scan.from_zero:
-        # Whatever the format, pickle.load / torch.load(weights_only=False) on this file
-        # parses it as a pickle from byte 0 (torch.load does for anything but a zip).
-        scan_pickle_file(scan, path, label=False)
+    scan.probe = probe
+    with _mapped(path) as view:
+        # One map of the file for every pass below (hooks, byte 0, the zip's members).
+        scan.view, scan.view_path = view, path
+        try:
+            if fmt is not None:
+                scan.report.format = fmt.id
+                hook = fmt.scanner()
+                if hook is not None:
+                    hook(scan, path)
+                else:
+                    scan.error(f"{path}: "
+                               f"{fmt.unsupported or fmt.title + ' is recognised but not analysed'}"
+                               " (not clean: nothing in it was judged)")
+                    _generic(scan, path, probe.head, probe.size)
+            else:
+                _generic(scan, path, probe.head, probe.size)
+            if not scan.from_zero:
+                # Whatever the format, pickle.load / torch.load(weights_only=False) on this file
+                # parses it as a pickle from byte 0 (torch.load does for anything but a zip).
+                scan_pickle_file(scan, path, label=False)
+        finally:
+            scan.view = scan.view_path = None
     if not probe.head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         _polyglot(scan, path, probe.size)
 
 
 @contextlib.contextmanager
-def _mapped(path: str) -> Iterator[memoryview]:
+def _mapped(path: str, scan: Scan | None = None) -> Iterator[memoryview]:
     """The file's bytes, mapped (never read whole); the map closes after the block (or when
-    the last view a finished machine still holds goes, see ``_close``)."""
+    the last view a finished machine still holds goes, see ``_close``). The map ``scan_path``
+    holds for the file being scanned is reused, not made again."""
+    if scan is not None and scan.view is not None and scan.view_path == path:
+        yield scan.view
+        return
     with open(path, "rb") as f:
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size \
             else None
@@ -135,12 +146,12 @@ def _generic(scan: Scan, path: str, head: bytes, size: int) -> None:
         return
     if head.startswith(SEVEN_Z):
         rep.format = rep.format or "7z"
-        with _mapped(path) as data:
+        with _mapped(path, scan) as data:
             scan_7z(scan, data, member=None)
         return
     kind = compress.kind_of(head)
     tar = tarfmt.is_tar(head)
-    with _mapped(path) as data:
+    with _mapped(path, scan) as data:
         if kind:
             rep.format = rep.format or f"compressed-{kind}"
             scan_compressed(scan, data, kind, member=None)
@@ -158,12 +169,16 @@ def _generic(scan: Scan, path: str, head: bytes, size: int) -> None:
 
 
 def scan_zip_file(scan: Scan, path: str) -> None:
-    scan_zip(scan, path, member=None)
+    probe = scan.probe
+    # The probe's archive is None when the directory cannot be read: scan_zip reads it again
+    # and reports why.
+    archive = probe.zip_archive if probe is not None and probe.path == path else None
+    scan_zip(scan, path, member=None, archive=archive)
 
 
 def scan_pickle_file(scan: Scan, path: str, label: bool = True) -> None:
     """The file as a pickle from byte 0 (stacked pickles to its end)."""
-    with _mapped(path) as data:
+    with _mapped(path, scan) as data:
         _pickle_from_zero(scan, data, label)
 
 
@@ -178,7 +193,7 @@ def _pickle_from_zero(scan: Scan, data: memoryview, label: bool) -> None:
 
 
 def scan_npy_file(scan: Scan, path: str) -> None:
-    with _mapped(path) as data:
+    with _mapped(path, scan) as data:
         scan_npy(scan, data, member=None)
 
 
@@ -269,36 +284,24 @@ def scan_zip(scan: Scan, path: str, *, member: str | None,
         kind = archive_kind(names) or ("numpy-npz" if is_npz_listing(names) else "zip")
         scan.report.format = kind if scan.report.format is None else \
             f"{scan.report.format}+{kind}"
-    with open(archive.path, "rb") as f:
-        fd = f.fileno()
-        mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if archive.size else None
-        buf = memoryview(mm if mm is not None else b"")
-        try:
-            for m in archive.members:
-                in_script = any(m.name.startswith(s) for s in script)
-                storage = any(m.name.startswith(fo + "data/") for fo in folders)
-                _member(scan, archive, fd, buf, m, label, loader=m.name in loaders,
-                        storage=storage, torchscript=in_script)
-            first = min((m.header_offset for m in archive.members), default=0)
-            if first and before:
-                # What precedes the archive: a pickle here is what torch.load would run.
-                scan.bytes(buf[:first], member=label + "<before the zip>")
-        finally:
-            del buf
-            if mm is not None:
-                _close(mm)
+    with _mapped(archive.path, scan) as buf:
+        for m in archive.members:
+            in_script = any(m.name.startswith(s) for s in script)
+            storage = any(m.name.startswith(fo + "data/") for fo in folders)
+            _member(scan, archive, buf, m, label, loader=m.name in loaders,
+                    storage=storage, torchscript=in_script)
+        first = min((m.header_offset for m in archive.members), default=0)
+        if first and before:
+            # What precedes the archive: a pickle here is what torch.load would run.
+            scan.bytes(buf[:first], member=label + "<before the zip>")
     for s in sorted(script):
         _torchscript_code(scan, archive, s, label)
 
 
-def _local_flags(fd: int, m: ZipMember) -> tuple[int, int]:
-    f = _LOCAL.unpack(os.pread(fd, _LOCAL.size, m.header_offset))
-    return f[2], f[6]  # flags, crc
-
-
-def _head(archive: ZipArchive, fd: int, m: ZipMember, n: int) -> bytes:
+def _head(buf: memoryview, m: ZipMember, n: int) -> bytes:
     """The first ``n`` bytes of a member, decompressing only what that takes."""
-    raw = os.pread(fd, min(m.csize, n if m.stored else max(n, 1 << 16)), m.data_offset)
+    raw = bytes(buf[m.data_offset:m.data_offset + min(m.csize, n if m.stored else
+                                                        max(n, 1 << 16))])
     if m.stored or m.method not in (8, 12, 14):
         return raw
     try:
@@ -309,10 +312,10 @@ def _head(archive: ZipArchive, fd: int, m: ZipMember, n: int) -> bytes:
         return b""
 
 
-def _member(scan: Scan, archive: ZipArchive, fd: int, buf: memoryview, m: ZipMember, label: str,
+def _member(scan: Scan, archive: ZipArchive, buf: memoryview, m: ZipMember, label: str,
             *, loader: bool, storage: bool, torchscript: bool) -> None:
     name = label + m.name
-    lflags, lcrc = _local_flags(fd, m)
+    lflags, lcrc = m.local_flags, m.local_crc
     for flags in {m.flags, lflags}:
         odd = flags & ~_FLAG_OK
         if odd:
@@ -321,7 +324,7 @@ def _member(scan: Scan, archive: ZipArchive, fd: int, buf: memoryview, m: ZipMem
     if lcrc and lcrc != m.crc:
         scan.add(S.MEDIUM, "zip-crc", f"local CRC {lcrc:08x} differs from central {m.crc:08x}",
                  member=name, offset=m.header_offset, why=_CRC_WHY)
-    head = _head(archive, fd, m, 512)
+    head = _head(buf, m, 512)
     if storage and not loader and not m.stored:
         scan.add(S.MEDIUM, "compressed-storage", f"tensor storage compressed with method "
                  f"{m.method}", member=name, offset=m.header_offset,
@@ -698,7 +701,7 @@ def _onnx(scan: Scan, path: str) -> None:
     from ..formats.onnx import reader as onnx
 
     folder = os.path.dirname(os.path.abspath(path))
-    with _mapped(path) as buf:
+    with _mapped(path, scan) as buf:
         try:
             for ref in onnx_tensors.walk(buf, scan.limits):
                 _onnx_location(scan, folder, ref)

@@ -86,6 +86,12 @@ class Scan:
     depth: int = 0  # nesting of payloads inside payloads
     from_zero: bool = False  # the file itself was parsed as a pickle from byte 0
     allow: UserAllow | None = None  # the user's own allowlist (scan --allow, --policy)
+    # The registry's Probe of this file (scan_path): the zip hook takes the zip directory the
+    # sniffers already read instead of reading and parsing it a second time.
+    probe: Any = None
+    # The file mapped once by scan_path for all of its passes (scan/archives.py ``_mapped``).
+    view: memoryview | None = None
+    view_path: str | None = None
     _seen: set[tuple[Any, ...]] = field(default_factory=set)
 
     def __post_init__(self) -> None:

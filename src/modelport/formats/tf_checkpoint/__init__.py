@@ -9,9 +9,12 @@ import os
 
 from ..base import Format, Probe
 
-__all__ = ["FORMATS", "FORMAT_ID", "resolve_path"]
+__all__ = ["FORMATS", "FORMAT_ID", "TABLE_MAGIC", "resolve_path"]
 
 FORMAT_ID = "tf-checkpoint"
+# An index is a LevelDB table: its 48-byte footer ends with this magic (containers/sstable.py
+# reads the table; its MAGIC is this value).
+TABLE_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
 
 
 def resolve_path(path: str) -> str | None:
@@ -41,9 +44,8 @@ def _starts_with_header(head: bytes) -> bool:
 
 
 def _sniff(probe: Probe) -> bool:
-    from ...containers.sstable import is_table
-
-    return is_table(probe.tail, probe.size) or _starts_with_header(probe.head)
+    return (probe.size >= 48 and probe.tail.endswith(TABLE_MAGIC)) or \
+        _starts_with_header(probe.head)
 
 
 def _sniff_dir(probe: Probe) -> bool:
