@@ -16,7 +16,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "files"
 # Loaded only by the runs that need them: remote inputs, --sarif, help text width, threads.
 NOT_FOR_LOCAL = ("modelport.remote_session", "modelport.scan.sarif", "http.client",
                  "urllib.parse", "shutil", "threading", "modelport.containers.hdf5",
-                 "modelport.containers.sstable", "modelport.containers.flatbuffers")
+                 "modelport.containers.sstable", "modelport.containers.flatbuffers", "bz2")
 
 
 def _loaded(args: list[str]) -> list[str]:

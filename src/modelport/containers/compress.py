@@ -28,15 +28,12 @@ from ``Limits.scan_bytes`` and ``Limits.ratio``); past it the result says ``over
 
 from __future__ import annotations
 
-import bz2
-import lzma
 import re
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KINDS", "MAGIC_KINDS", "kind_of", "decompress", "Decompressed", "ERRORS", "MissingCodec",
+__all__ = ["KINDS", "MAGIC_KINDS", "kind_of", "decompress", "Decompressed", "errors", "MissingCodec",
            "decompressor"]
 
 _CHUNK = 1 << 20
@@ -86,17 +83,19 @@ def kind_of(head: bytes | memoryview) -> str | None:
     if head.startswith(b"ZF") and _ZF.match(head) and _zf_start(head) is not None:
         return "joblib-zf"
     # No magic: believed when the first bytes decompress (a trial bounded to 64 KiB in).
-    if _zlib_header(head) and _trial(head, lambda: zlib.decompressobj()):
+    if _zlib_header(head) and _trial(head, "zlib"):
         return "zlib"
-    if _alone_header(head) and _trial(head, lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE)):
+    if _alone_header(head) and _trial(head, "lzma"):
         return "lzma"
     return None
 
 
-def _trial(head: bytes, factory: Callable[[], Any]) -> bool:
+def _trial(head: bytes, kind: str) -> bool:
     try:
-        return bool(factory().decompress(head, 4096))
-    except (zlib.error, lzma.LZMAError, EOFError, ValueError, MemoryError):
+        return bool(decompressor(kind).decompress(head, 4096))
+    except MemoryError:
+        return False
+    except errors():
         return False
 
 
@@ -119,11 +118,14 @@ def decompressor(kind: str) -> Any:
     if kind in ("zlib", "joblib-zf"):
         return zlib.decompressobj()
     if kind == "bz2":
+        import bz2  # bz2 and lzma load C libraries: imported when a stream of theirs is met
+
         return bz2.BZ2Decompressor()
-    if kind == "xz":
-        return lzma.LZMADecompressor()  # FORMAT_AUTO, as lzma.open reads
-    if kind == "lzma":
-        return lzma.LZMADecompressor(lzma.FORMAT_ALONE)  # any dict size, as FORMAT_ALONE takes
+    if kind in ("xz", "lzma"):
+        import lzma
+
+        # xz: FORMAT_AUTO, as lzma.open reads; lzma: any dict size, as FORMAT_ALONE takes
+        return lzma.LZMADecompressor(lzma.FORMAT_ALONE if kind == "lzma" else lzma.FORMAT_AUTO)
     if kind == "lz4":
         try:
             import lz4.frame  # type: ignore[import-untyped]
@@ -153,9 +155,12 @@ def _stdlib_zstd() -> Any:
         return None
 
 
-# What a decompressor raises on bytes that are not (or no longer) its stream.
-ERRORS: tuple[type[Exception], ...] = (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError,
-                                       RuntimeError)
+def errors() -> tuple[type[Exception], ...]:
+    """What a decompressor raises on bytes that are not (or no longer) its stream (a function:
+    lzma's error class is only imported when it is needed)."""
+    import lzma
+
+    return (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError, RuntimeError)
 
 
 @dataclass
@@ -199,7 +204,7 @@ def decompress(data: bytes | memoryview, kind: str, cap: int) -> Decompressed:
         d = decompressor(kind)
         try:
             pos, ended = _pump(d, view, pos, out, cap)
-        except ERRORS as exc:
+        except errors() as exc:
             if streams:  # not another stream: CPython's readers stop here (gzip raises)
                 return Decompressed(kind, bytes(out), streams, end=pos, trailing=n - pos)
             return Decompressed(kind, bytes(out), 0, end=pos, error=str(exc) or type(exc).__name__)

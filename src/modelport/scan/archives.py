@@ -308,7 +308,7 @@ def _head(buf: memoryview, m: ZipMember, n: int) -> bytes:
         d = zlib.decompressobj(-15) if m.method == 8 else compress.decompressor(
             {12: "bz2", 14: "lzma"}[m.method])
         return d.decompress(raw, n)
-    except compress.ERRORS:
+    except compress.errors():
         return b""
 
 

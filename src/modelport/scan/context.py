@@ -72,7 +72,7 @@ def decompressor(kind: str) -> Any:
 
 def decompress_errors() -> tuple[type[Exception], ...]:
     """What a decompressor raises on bytes that are not its stream."""
-    return compress.ERRORS
+    return compress.errors()
 
 
 @dataclass
