@@ -24,6 +24,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .dtypes import TRAINING_FLOATS
+
 if TYPE_CHECKING:
     from .model import Checkpoint
 
@@ -136,8 +138,6 @@ ROUTES: dict[str, Route] = {
 }
 _DEFAULT = Route("(no known loader)", trainable=False)
 
-# dtype names a trainer updates as they are
-_TRAINABLE = frozenset({"F64", "F32", "F16", "BF16"})
 # metadata keys of training state, by what they hold
 _OPTIMIZER_KEYS = ("optimizer_state_dict", "optimizer_states", "optimizer", "optimizers",
                    "optim", "opt_state")
@@ -325,7 +325,7 @@ def _trainable(f: Facts) -> tuple[str, str] | None:
     if f.quantized:
         return AFTER, f"the weights are quantized ({f.quantized}): gradients need them " \
             "dequantized to F32/BF16 first"
-    share = _share(f, _TRAINABLE)
+    share = _share(f, TRAINING_FLOATS)  # dtypes a trainer updates as they are
     if share >= 0.5:
         return None
     fp8 = _share(f, {d for d in f.dtypes if d.startswith("F8")})

@@ -32,7 +32,11 @@ if TYPE_CHECKING:  # numpy is imported only when an array is made: inspect never
 
 __all__ = ["DType", "DTYPES", "UNTYPED_STORAGE", "by_name", "by_torch_storage", "by_torch",
            "by_onnx", "by_numpy", "numpy_holder", "by_tf", "tf_code", "TF_OTHER_TYPES",
-           "by_ggml", "GGML_REMOVED", "by_tflite", "tflite_type_name"]
+           "by_ggml", "GGML_REMOVED", "by_tflite", "tflite_type_name", "TRAINING_FLOATS"]
+
+# The floating-point types models are trained in and cast between: what --dtype casts from
+# (convert/cast.py), what can.py calls trainable as stored, what merge-lora merges into.
+TRAINING_FLOATS = frozenset({"F64", "F32", "F16", "BF16"})
 
 
 @dataclass(frozen=True)

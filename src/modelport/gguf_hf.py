@@ -282,7 +282,6 @@ _HF_KEYS = {"context_length": "max_position_embeddings", "block_count": "num_hid
             "rope.freq_base": "rope_theta", "attention.head_count": "num_attention_heads",
             "attention.head_count_kv": "num_key_value_heads",
             "attention.layer_norm_rms_epsilon": "rms_norm_eps", "vocab_size": "vocab_size"}
-_TORCH_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
 def hf_config(ck: Checkpoint, items: list[Item]) -> dict[str, Any] | None:
@@ -308,9 +307,9 @@ def hf_config(ck: Checkpoint, items: list[Item]) -> dict[str, Any] | None:
             cfg[name] = meta[f"tokenizer.ggml.{key}"]
     names = {it.name for it in items}
     cfg["tie_word_embeddings"] = "lm_head.weight" not in names
-    kinds = {it.dtype.name for it in items}
-    if len(kinds) == 1 and next(iter(kinds)) in _TORCH_DTYPES:
-        cfg["torch_dtype"] = _TORCH_DTYPES[next(iter(kinds))]
+    kinds = {it.dtype for it in items}
+    if len(kinds) == 1 and next(iter(kinds)).name in ("F32", "F16", "BF16"):
+        cfg["torch_dtype"] = next(iter(kinds)).torch  # the dtypes table's torch name
     return cfg
 
 

@@ -111,3 +111,23 @@ def test_package_is_the_api(corpus: dict[str, Path], tmp_path: Path) -> None:
     result = package(need(corpus, "layouts_zip"), tmp_path / "a.safetensors", dedupe=True)
     assert result.format == "safetensors" and package.verify(
         need(corpus, "layouts_zip"), tmp_path / "a.safetensors").same
+
+
+@pytest.mark.parametrize(("dtype", "torch_name"), [("BF16", "bfloat16"),
+                                                   ("F8_E4M3", "float8_e4m3fn")])
+def test_hf_folder_cast_names_the_dtype_in_config_as_torch_does(tmp_path: Path, dtype: str,
+                                                                torch_name: str) -> None:
+    """config.json's torch_dtype follows --dtype, spelled as the dtypes table's torch name
+    (an F8 cast of a folder ended in an internal KeyError before)."""
+    import json
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    src = tmp_path / "repo"
+    src.mkdir()
+    save_file({"w": np.ones((4, 4), np.float32)}, str(src / "model.safetensors"))
+    (src / "config.json").write_text(json.dumps({"model_type": "gpt2", "torch_dtype": "float32"}))
+    assert main(["convert", str(src), str(tmp_path / "out"), "--dtype", dtype]) == 0
+    cfg = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert cfg["torch_dtype"] == torch_name

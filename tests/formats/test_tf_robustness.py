@@ -126,3 +126,24 @@ def test_index_with_snappy_blocks_reads_the_same(tmp_path: Path) -> None:
     assert list(ck.weights) == list(ref.weights)
     for name, t in ck.weights.items():
         assert modelport.to_numpy(t).tobytes() == modelport.to_numpy(ref.weights[name]).tobytes()
+
+
+def test_one_varint_decoder_with_leveldbs_rules_for_tables_and_protobufs_for_messages() -> None:
+    """SSTable blocks and handles use LevelDB's varints (the value must fit: GetVarint32 /
+    GetVarint64), protobuf messages protobuf's (ten bytes, bits past 64 dropped): one decoder,
+    containers/protobuf.read_varint, reads both."""
+    from modelport.containers.protobuf import read_varint
+    from modelport.errors import MalformedHeader, Truncated
+
+    five = b"\xff\xff\xff\xff\x0f"  # 2**32 - 1: the largest varint32
+    assert read_varint(five, 0, 5, 32) == (2**32 - 1, 5)
+    with pytest.raises(MalformedHeader, match="varint32 out of range"):
+        read_varint(b"\xff\xff\xff\xff\x1f", 0, 5, 32)  # 2**33 - 1 does not fit
+    with pytest.raises(MalformedHeader, match="varint32 too long"):
+        read_varint(b"\x80" * 6 + b"\x01", 0, 7, 32)
+    ten = b"\xff" * 9 + b"\x7f"  # 70 bits: protobuf keeps the low 64, LevelDB refuses
+    assert read_varint(ten, 0, 10) == (2**64 - 1, 10)
+    with pytest.raises(MalformedHeader, match="varint64 out of range"):
+        read_varint(ten, 0, 10, 64)
+    with pytest.raises(Truncated, match="end of its block"):
+        read_varint(b"\x80", 0, 1, 64)

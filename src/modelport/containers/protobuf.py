@@ -74,22 +74,34 @@ class Field(NamedTuple):
 Schema = dict[int, tuple[str, int, bool]]
 
 
-def read_varint(buf: Buffer, pos: int, end: int) -> tuple[int, int]:
-    """The varint at ``pos`` and the position after it; at most 10 bytes, never past ``end``."""
+def read_varint(buf: Buffer, pos: int, end: int, bits: int | None = None) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it, never past ``end``.
+
+    ``bits`` None reads as protobuf does: at most 10 bytes, bits past 64 dropped. ``bits`` 32
+    or 64 reads as LevelDB's ``GetVarint32``/``GetVarint64`` do (SSTable blocks, TensorFlow's
+    checkpoint index): the value must fit in that many bits, in at most ceil(bits / 7) bytes.
+    """
     result = shift = 0
     start = pos
+    limit = 70 if bits is None else bits + 7
     while True:
         if pos >= end:
-            raise Truncated("varint runs past the end of its message", offset=start)
+            raise Truncated("varint runs past the end of its "
+                            f"{'message' if bits is None else 'block'}", offset=start)
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
         if byte < 0x80:
-            # Bits past 64 are dropped, as protobuf's own parsers do.
-            return result & _MASK64, pos
+            if bits is None:
+                # Bits past 64 are dropped, as protobuf's own parsers do.
+                return result & _MASK64, pos
+            if result >> bits:
+                raise MalformedHeader(f"varint{bits} out of range", offset=start)
+            return result, pos
         shift += 7
-        if shift >= 70:
-            raise MalformedHeader("varint longer than 10 bytes", offset=start)
+        if shift >= limit:
+            raise MalformedHeader("varint longer than 10 bytes" if bits is None else
+                                  f"varint{bits} too long", offset=start)
 
 
 def iter_fields(buf: Buffer, start: int = 0, end: int | None = None) -> Iterator[Field]:

@@ -33,6 +33,7 @@ from ..errors import LimitExceeded, MalformedHeader, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
 from . import snappy
 from .crc32c import crc32c, unmask
+from .protobuf import Buffer, read_varint
 
 __all__ = ["MAGIC", "FOOTER", "Record", "Table"]
 
@@ -41,7 +42,6 @@ FOOTER = 48
 _TRAILER = 5
 _NONE, _SNAPPY = 0, 1
 
-Buffer = bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True)
@@ -52,24 +52,6 @@ class Record:
     key: bytes
     value: bytes
     offset: int
-
-
-def _varint(buf: Buffer, pos: int, end: int, bits: int = 64) -> tuple[int, int]:
-    result = shift = 0
-    start = pos
-    while True:
-        if pos >= end:
-            raise Truncated("varint runs past the end of its block", offset=start)
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            if result >> bits:
-                raise MalformedHeader(f"varint{bits} out of range", offset=start)
-            return result, pos
-        shift += 7
-        if shift >= bits + 7:
-            raise MalformedHeader(f"varint{bits} too long", offset=start)
 
 
 @dataclass(frozen=True)
@@ -97,8 +79,8 @@ class Table:
         self.compressed_blocks = 0
 
     def _handle(self, pos: int, end: int) -> tuple[_Handle, int]:
-        offset, pos = _varint(self.buf, pos, end)
-        size, pos = _varint(self.buf, pos, end)
+        offset, pos = read_varint(self.buf, pos, end, 64)
+        size, pos = read_varint(self.buf, pos, end, 64)
         return _Handle(offset, size), pos
 
     def block(self, h: _Handle) -> tuple[bytes | memoryview, int]:
@@ -145,9 +127,9 @@ class Table:
         pos, key = 0, b""
         while pos < end:
             at = pos
-            shared, pos = _varint(data, pos, end, 32)
-            non_shared, pos = _varint(data, pos, end, 32)
-            vlen, pos = _varint(data, pos, end, 32)
+            shared, pos = read_varint(data, pos, end, 32)
+            non_shared, pos = read_varint(data, pos, end, 32)
+            vlen, pos = read_varint(data, pos, end, 32)
             if shared > len(key):
                 raise MalformedHeader(f"record shares {shared} bytes of a {len(key)}-byte key",
                                       offset=where + at, hint="the index file is corrupt")
@@ -182,8 +164,8 @@ class Table:
     def _handle_of(self, rec: Record) -> tuple[_Handle, int]:
         v = rec.value
         try:
-            offset, pos = _varint(v, 0, len(v))
-            size, pos = _varint(v, pos, len(v))
+            offset, pos = read_varint(v, 0, len(v), 64)
+            size, pos = read_varint(v, pos, len(v), 64)
         except (Truncated, MalformedHeader) as exc:
             raise MalformedHeader(f"index record is not a block handle ({exc.message})",
                                   offset=rec.offset, hint="the index file is corrupt") from None

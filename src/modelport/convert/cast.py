@@ -32,14 +32,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..dtypes import DTYPES, DType
+from ..dtypes import DTYPES, TRAINING_FLOATS, DType
 
 if TYPE_CHECKING:  # numpy loads only where arrays are made
     import numpy as np
 
 __all__ = ["CASTABLE", "TARGETS", "cast_array", "out_dtype", "dtype_code", "normalize"]
 
-CASTABLE = frozenset({"F64", "F32", "F16", "BF16"})
+CASTABLE = TRAINING_FLOATS  # the dtypes --dtype casts from
 TARGETS = ("F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
 
 # The spellings people use for --dtype and --cast (torch's, numpy's, the Hub's), to codes.

@@ -34,7 +34,6 @@ __all__ = ["convert", "ConvertResult", "side_files", "Atomic", "check_paths_agai
 # (code a loader would run: not carried into a converted, safe folder).
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5",
                     ".msgpack", ".onnx", ".gguf", ".npz", ".npy", ".joblib", ".ot", ".keras")
-_DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 # os.link errors that mean "this file system has no hard links" (Linux vfat: EPERM).
 _NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK})
 
@@ -349,11 +348,12 @@ def _copy_side(src_dir: str, names: list[str], out: Atomic, plan: Plan) -> list[
             except (OSError, ValueError):
                 cfg = None
             keys = [k for k in ("torch_dtype", "dtype") if isinstance(cfg, dict) and k in cfg]
-            if keys:
+            torch_name = plan.cast.torch  # the dtypes table's torch name: "bfloat16"
+            if keys and torch_name:
                 for k in keys:
-                    cfg[k] = _DTYPE_NAMES[plan.cast.name]  # type: ignore[index]
+                    cfg[k] = torch_name
                 _write_json(dst, cfg)
-                notes.append(f"config.json: {'/'.join(keys)} set to {_DTYPE_NAMES[plan.cast.name]}")
+                notes.append(f"config.json: {'/'.join(keys)} set to {torch_name}")
                 continue
         shutil.copyfile(src, dst)
         fd = os.open(dst, os.O_RDONLY)

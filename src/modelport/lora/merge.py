@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..dtypes import DType, by_name
+from ..dtypes import TRAINING_FLOATS, DType, by_name
 from ..errors import InputError, UsageError
 from ..model import Checkpoint, Storage, TensorEntry
 from .adapter import Adapter, LoraPair, _alpha_value
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["merge_lora", "Update", "plan_updates"]
 
 _BLOCK = 4 << 20  # bytes of float32 work per row block
-_FLOATS = frozenset({"F64", "F32", "F16", "BF16"})
 # peft tuner types that are not low-rank B @ A updates: merged some other way, refused by name
 _NOT_LORA = {"LOHA": "LoHa (Hadamard product of two low-rank pairs)",
              "LOKR": "LoKr (Kronecker product)", "IA3": "IA3 (learned rescaling vectors)",
@@ -128,7 +127,7 @@ def plan_updates(base: dict[str, TensorEntry], adapter: Adapter
                              hint="is BASE the model this adapter was trained on? (inspect "
                              "ADAPTER shows its base model)")
         w = base[target]
-        if w.dtype.name not in _FLOATS:
+        if w.dtype.name not in TRAINING_FLOATS:
             raise UsageError(f"{target} is {w.dtype.name}: LoRA merges into floating-point "
                              "weights only (dequantize BASE first)", tensor=target)
         if pair.rank == 0 or pair.b.shape[1:2] != (pair.rank,) or any(
