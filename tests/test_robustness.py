@@ -694,3 +694,28 @@ UPSTREAM = [
 @pytest.mark.parametrize(("build", "suffix"), UPSTREAM)
 def test_other_readers(tmp_path: Path, build: Callable[[], bytes], suffix: str) -> None:
     exercise(_write(tmp_path, build(), suffix))
+
+
+def test_nesting_inside_files_is_one_limit(tmp_path: Path) -> None:
+    """``Limits.nesting`` bounds the structures nested inside a file: a repo's JSON and HDF5
+    groups (and ONNX subgraphs), refused in one line past it, read at the default."""
+    from modelport.errors import LimitExceeded, RepoError
+    from modelport.limits import Limits
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros(2, np.float32)}, str(repo / "model.safetensors"))
+    deep: object = 1
+    for _ in range(10):
+        deep = {"k": deep}
+    (repo / "config.json").write_text(json.dumps({"model_type": "x", "extra": deep}))
+    assert modelport.open(repo).info["config"]["model_type"] == "x"
+    with pytest.raises(RepoError, match="JSON nests more than 5 levels deep"):
+        modelport.open(repo, limits=Limits(nesting=5))
+    h5 = Path(__file__).parent / "fixtures" / "keras" / "latest.h5"
+    assert modelport.open(h5).weights
+    with pytest.raises(LimitExceeded, match="nest more than 1 deep"):
+        modelport.open(h5, limits=Limits(nesting=1))

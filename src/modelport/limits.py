@@ -27,6 +27,10 @@ class Limits:
     gguf_array: int = 1 << 30
     gguf_nesting: int = 8
     gguf_metadata_bytes: int = 1 << 30
+    # Structures nested inside a file: HDF5 groups and B-tree levels, ONNX subgraphs (If/Loop
+    # bodies), the JSON of a repo's config and index files. Real files nest a handful of levels.
+    nesting: int = 64
+    header_blocks: int = 100_000  # HDF5 object header continuation blocks in one file
 
 
 DEFAULT_LIMITS = Limits()

@@ -46,8 +46,6 @@ from ..limits import DEFAULT_LIMITS, Limits
 __all__ = ["SIGNATURE", "H5File", "Group", "Dataset", "H5Type", "find_superblock"]
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_MAX_DEPTH = 64  # B-tree levels and group nesting; real files use a handful
-_MAX_BLOCKS = 100_000  # object header continuation blocks in one file
 
 
 def lookup3(data: bytes | memoryview) -> int:
@@ -285,8 +283,8 @@ class H5File:
                 raise self.bad("object header continuation loops back", start)
             seen.add(start)
             self.blocks += 1
-            if self.blocks > _MAX_BLOCKS:
-                raise LimitExceeded(f"more than {_MAX_BLOCKS} object header blocks",
+            if self.blocks > self.limits.header_blocks:
+                raise LimitExceeded(f"more than {self.limits.header_blocks} object header blocks",
                                     offset=start, hint="the file is hostile or corrupt")
             self.need(start, size, "object header block")
             end = start + size
@@ -327,8 +325,8 @@ class H5File:
 
     def _group(self, path: str, at: int, parents: tuple[int, ...],
                msgs: list[tuple[int, int, int]] | None = None) -> Group:
-        if len(parents) > _MAX_DEPTH:
-            raise LimitExceeded(f"groups nest more than {_MAX_DEPTH} deep", offset=at,
+        if len(parents) > self.limits.nesting:
+            raise LimitExceeded(f"groups nest more than {self.limits.nesting} deep", offset=at,
                                 hint="the file is hostile or corrupt")
         if msgs is None:
             msgs = self._messages(at)
@@ -412,8 +410,8 @@ class H5File:
             if pos in seen:
                 raise self.bad("B-tree node reached twice", pos)
             seen.add(pos)
-            if depth > _MAX_DEPTH:
-                raise LimitExceeded(f"B-tree deeper than {_MAX_DEPTH}", offset=pos,
+            if depth > self.limits.nesting:
+                raise LimitExceeded(f"B-tree deeper than {self.limits.nesting}", offset=pos,
                                     hint="the file is hostile or corrupt")
             self.sig(pos, b"TREE", "B-tree node")
             ntype = self.uint(pos + 4, 1, "B-tree node type")

@@ -42,10 +42,9 @@ def sniff_dir(path: str) -> bool:
                 any(_SHARD.match(n) for n in names))
 
 
-_JSON_DEPTH = 64  # config.json and indexes nest a few levels; inspect prints them recursively
-
-
-def _read_json(path: str) -> Any:
+def _read_json(path: str, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """A repo's JSON file, refused past ``limits.nesting`` levels (inspect prints it
+    recursively; config.json and indexes nest a few levels)."""
     try:
         with builtins.open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -55,20 +54,21 @@ def _read_json(path: str) -> Any:
     level, depth = [data], 0
     while level:  # iteratively: the check itself must not recurse
         depth += 1
-        if depth > _JSON_DEPTH:
-            raise RepoError(f"JSON nests more than {_JSON_DEPTH} levels deep", path=path,
+        if depth > limits.nesting:
+            raise RepoError(f"JSON nests more than {limits.nesting} levels deep", path=path,
                             hint="the file is corrupt")
         level = [v for x in level if isinstance(x, (dict, list))
                  for v in (x.values() if isinstance(x, dict) else x)]
     return data
 
 
-def shard_files(path: str) -> tuple[str | None, list[str], dict[str, str]]:
+def shard_files(path: str, limits: Limits = DEFAULT_LIMITS
+                ) -> tuple[str | None, list[str], dict[str, str]]:
     """(index file, shard names in order, weight_map) of a repo folder."""
     names = sorted(os.listdir(path))
     for index in INDEXES:
         if index in names:
-            data = _read_json(os.path.join(path, index))
+            data = _read_json(os.path.join(path, index), limits)
             wmap = data.get("weight_map") if isinstance(data, dict) else None
             if not isinstance(wmap, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in wmap.items()
@@ -105,7 +105,7 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
     from .. import detect
     from . import get
 
-    index, shards, wmap = shard_files(path)
+    index, shards, wmap = shard_files(path, limits)
     tree: dict[str, TensorEntry] = {}
     shard_info = []
     size = 0
@@ -142,7 +142,7 @@ def open(path: str, limits: Limits = DEFAULT_LIMITS, select: str | None = None) 
     info: dict[str, Any] = {"shards": shard_info, "index": index}
     cfg = os.path.join(path, "config.json")
     if os.path.exists(cfg):
-        info["config"] = _read_json(cfg)
+        info["config"] = _read_json(cfg, limits)
     ck = classify(path, FORMAT_ID, tree, info=info, select_path=select, file_size=size)
     if "config" in info:
         ck.metadata = {"config": info["config"]}
@@ -193,7 +193,7 @@ def read_adapter(path: str, options: Options) -> Checkpoint:
     except ModelportError as exc:
         exc.located(path=wpath)
         raise
-    cfg = _read_json(os.path.join(path, ADAPTER_CONFIG))
+    cfg = _read_json(os.path.join(path, ADAPTER_CONFIG), options.limits)
     if not isinstance(cfg, dict):
         raise RepoError("adapter_config.json is not a JSON object",
                         path=os.path.join(path, ADAPTER_CONFIG))

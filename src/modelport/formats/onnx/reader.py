@@ -143,7 +143,6 @@ _TYPED: dict[str, tuple[str, set[str]]] = {
 _OTHER_TYPES = {8: "STRING", 21: "U4", 22: "I4", 23: "F4_E2M1", 25: "U2", 26: "I2",
                 27: "F6_E2M3", 28: "F6_E3M2"}
 _EXTERNAL = 1
-_MAX_GRAPH_DEPTH = 64  # If/Loop nesting; protobuf's own parsers stop at 100 message levels
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 _TEXT = bytes(range(0x20, 0x7F)) + b"\t\n\r"
 
@@ -308,7 +307,7 @@ def _model_info(w: _Walk, model: dict[str, Any]) -> dict[str, Any]:
 
 def _graph(w: _Walk, g: dict[str, Any], depth: int, scope: str) -> dict[str, Any]:
     """Initializers into the tree, ops into the counter, then the nested graphs."""
-    cap = min(w.limits.depth, _MAX_GRAPH_DEPTH)
+    cap = min(w.limits.depth, w.limits.nesting)  # If/Loop bodies (protobuf stops at 100)
     if depth > cap:
         raise LimitExceeded(f"graphs nested more than {cap} deep",
                             hint="If/Loop bodies this deep are not a real model")
