@@ -372,3 +372,61 @@ def test_a_payload_decompressed_by_the_pickle_itself_is_read_whole(tmp_path: Pat
     path.write_bytes(outer)
     report = scan_file(path)
     assert any(f.rule == "gadget-import" and f.subject == "os.system" for f in report.findings)
+
+
+def test_utf8_member_names_are_not_a_name_mismatch(tmp_path: Path) -> None:
+    """A zip member named in UTF-8 (flag 0x800, as zipfile writes non-ASCII names) is the same
+    name in its local header: no zip-name-mismatch, and plain data stays clean (the local
+    header's flags were read from the wrong field before, and such a file was called unsafe)."""
+    import pickle
+    import zipfile
+
+    path = tmp_path / "model.pt"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("modèle/data.pkl", pickle.dumps({"epoch": 3}, protocol=2))
+        z.writestr("modèle/version", "3\n")
+    rep = scan_file(path)
+    assert rep.verdict == "clean", [(f.rule, f.message) for f in rep.findings]
+    assert not [f for f in rep.findings if f.rule == "zip-name-mismatch"]
+
+
+@pytest.mark.parametrize("method", ["deflate", "bzip2", "lzma"])
+def test_compressed_npz_members_are_read_and_judged(tmp_path: Path, method: str) -> None:
+    """np.load reads an npz whose members zipfile compressed with deflate, bzip2 or LZMA (zip's
+    LZMA: a 4-byte header, LZMA1 properties, a raw stream); the scanner reads each the same
+    way and judges what is inside: an object array's pickle is found, a numeric one is clean."""
+    import zipfile
+
+    kind = {"deflate": zipfile.ZIP_DEFLATED, "bzip2": zipfile.ZIP_BZIP2,
+            "lzma": zipfile.ZIP_LZMA}[method]
+    from string import Template
+
+    for objects in (False, True):
+        # a class off the allowlist: loading the array imports it, so never clean
+        arr = np.array([Template("x")], dtype=object) if objects else np.arange(6.0)
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=objects)  # the test writes its own fixture
+        path = tmp_path / f"{method}-{objects}.npz"
+        with zipfile.ZipFile(path, "w", compression=kind) as z:
+            z.writestr("a.npy", buf.getvalue())
+        rep = scan_file(path)
+        assert not rep.errors, rep.errors
+        if objects:
+            assert "a.npy (object data) @128" in rep.scanned, rep.scanned
+            assert rep.verdict != "clean", rep.findings
+            assert any(f.subject == "string.Template" for f in rep.findings), rep.findings
+        else:
+            assert rep.verdict == "clean", rep.findings
+
+
+def test_a_zlib_error_needs_no_lzma() -> None:
+    """Judging bytes that only look like a zlib stream raises and catches zlib's error without
+    importing lzma (a Python built without _lzma still scans them)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nsys.modules['lzma'] = None\n"
+            "from modelport.containers import compress\n"
+            "print(compress.kind_of(b'\\x78\\x9c' + b'\\xff' * 100))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "None", out.stderr

@@ -61,10 +61,10 @@ def human_bytes(n: float, digits: int = 2) -> str:
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """argparse's RawDescriptionHelpFormatter with the terminal width found once per process.
-    argparse asks ``shutil.get_terminal_size()`` for every argument it adds (to check that its
-    help formats), which imports shutil (and bz2, lzma, fnmatch) at every start; the width is
-    found here as shutil finds it: $COLUMNS, then the terminal, then 80."""
+    """argparse's RawDescriptionHelpFormatter with the terminal width found once per parser
+    (``_parser`` resets it). argparse asks ``shutil.get_terminal_size()`` for every argument it
+    adds (to check that its help formats), which imports shutil (and bz2, lzma, fnmatch) at
+    every start; the width is found here as shutil finds it: $COLUMNS, the terminal, 80."""
 
     _columns: int | None = None
 
@@ -91,6 +91,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    _Formatter._columns = None  # looked up again for each parser, as argparse would
     parser = argparse.ArgumentParser(
         prog="modelport",
         description="Inspect, scan and convert deep-learning model files (PyTorch, safetensors, "

@@ -29,6 +29,7 @@ from ``Limits.scan_bytes`` and ``Limits.ratio``); past it the result says ``over
 from __future__ import annotations
 
 import re
+import sys
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -156,11 +157,12 @@ def _stdlib_zstd() -> Any:
 
 
 def errors() -> tuple[type[Exception], ...]:
-    """What a decompressor raises on bytes that are not (or no longer) its stream (a function:
-    lzma's error class is only imported when it is needed)."""
-    import lzma
-
-    return (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError, RuntimeError)
+    """What a decompressor raises on bytes that are not (or no longer) its stream. A function:
+    lzma is imported only when an lzma stream is met, and until then no LZMAError can be
+    raised, so it is named only once the module is loaded."""
+    lzma = sys.modules.get("lzma")
+    own = (lzma.LZMAError,) if lzma is not None else ()
+    return (zlib.error, *own, OSError, EOFError, ValueError, RuntimeError)
 
 
 @dataclass

@@ -18,12 +18,13 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import remote
 from ..errors import LimitExceeded, MalformedHeader, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["ZipMember", "ZipAnomaly", "ZipArchive", "is_zip"]
+__all__ = ["ZipMember", "ZipAnomaly", "ZipArchive", "is_zip", "decompressor"]
 
 _EOCD = struct.Struct("<IHHHHIIH")
 _EOCD64_LOC = struct.Struct("<IIQI")
@@ -33,6 +34,33 @@ _LOCAL = struct.Struct("<IHHHHHIIIHH")
 _SIG_EOCD, _SIG_LOC64, _SIG_EOCD64 = 0x06054B50, 0x07064B50, 0x06064B50
 _SIG_CENTRAL, _SIG_LOCAL = 0x02014B50, 0x04034B50
 STORED, DEFLATED, BZIP2, LZMA = 0, 8, 12, 14
+
+
+def decompressor(method: int, first: bytes | memoryview) -> tuple[Any, int]:
+    """A fresh incremental decompressor for a member stored with ``method`` (deflate, bzip2 or
+    LZMA), built as zipfile builds it, and where the stream starts in the member's data
+    (``first``: at least its first 9 bytes). An LZMA member starts with the LZMA SDK version
+    (2 bytes), the properties' length (2 bytes, little-endian) and the LZMA1 properties (5
+    bytes: lc/lp/pb in one byte, then the dictionary size), then a raw LZMA1 stream (APPNOTE
+    5.8.8). ValueError for a method zipfile does not read or properties it would refuse."""
+    if method == DEFLATED:
+        return zlib.decompressobj(-15), 0
+    if method == BZIP2:
+        import bz2
+
+        return bz2.BZ2Decompressor(), 0
+    if method == LZMA:
+        import lzma
+
+        psize = int.from_bytes(first[2:4], "little")
+        props = bytes(first[4:4 + psize])
+        if len(first) < 4 or psize != 5 or len(props) != 5 or props[0] >= 9 * 5 * 5:
+            raise ValueError("the LZMA member's header or properties are not what zipfile reads")
+        b = props[0]
+        lzma1 = {"id": lzma.FILTER_LZMA1, "lc": b % 9, "lp": b // 9 % 5, "pb": b // 45,
+                 "dict_size": int.from_bytes(props[1:5], "little")}
+        return lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[lzma1]), 4 + psize
+    raise ValueError(f"compression method {method} is not supported")
 
 
 def is_zip(head: bytes) -> bool:
@@ -107,23 +135,18 @@ class ZipArchive:
             )
         if member.method == STORED:
             return raw
+        if member.method not in (DEFLATED, BZIP2, LZMA):
+            raise MalformedHeader(
+                f"compression method {member.method} is not supported",
+                path=self.path, member=member.name, offset=member.header_offset,
+            )
+        from . import compress  # its error classes (lzma's only once lzma is loaded)
+
         cap = min(limits.member_bytes, max(member.csize, 1) * limits.ratio)
         try:
-            if member.method == DEFLATED:
-                d = zlib.decompressobj(-15)
-                out = d.decompress(raw, cap + 1)
-            elif member.method in (BZIP2, LZMA):
-                import bz2
-                import lzma
-
-                dec = bz2.BZ2Decompressor() if member.method == BZIP2 else lzma.LZMADecompressor()
-                out = dec.decompress(raw, cap + 1)
-            else:
-                raise MalformedHeader(
-                    f"compression method {member.method} is not supported",
-                    path=self.path, member=member.name, offset=member.header_offset,
-                )
-        except (zlib.error, OSError, EOFError) as exc:
+            d, start = decompressor(member.method, raw[:16])
+            out = d.decompress(raw[start:], cap + 1)
+        except compress.errors() as exc:
             raise MalformedHeader(
                 f"compressed data is corrupt: {exc}", path=self.path, member=member.name,
                 offset=member.data_offset, hint="the file is corrupt; download it again",
@@ -273,7 +296,7 @@ def _local(path: str, fd: int, size: int, m: ZipMember, anomalies: list[ZipAnoma
     if len(raw) < nlen:
         remote.ensure(path, m.header_offset, _LOCAL.size + nlen)
         raw = os.pread(fd, nlen, m.header_offset + _LOCAL.size)
-    local_name = raw.decode("utf-8" if f[1] & 0x800 else "cp437", "replace")
+    local_name = raw.decode("utf-8" if f[2] & 0x800 else "cp437", "replace")  # f[2]: flags
     m.local_name = local_name
     m.local_flags, m.local_crc = f[2], f[6]
     m.data_offset = m.header_offset + _LOCAL.size + nlen + xlen

@@ -355,6 +355,9 @@ def _copy_side(src_dir: str, names: list[str], out: Atomic, plan: Plan) -> list[
                 _write_json(dst, cfg)
                 notes.append(f"config.json: {'/'.join(keys)} set to {torch_name}")
                 continue
+            if keys:  # no torch dtype names it: the config is copied as it was, and said so
+                notes.append(f"config.json: {'/'.join(keys)} left as it was ({plan.cast.name} "
+                             "has no torch dtype)")
         shutil.copyfile(src, dst)
         fd = os.open(dst, os.O_RDONLY)
         try:

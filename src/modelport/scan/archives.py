@@ -34,6 +34,7 @@ from .. import dtypes
 from ..containers import compress, npy
 from ..containers import tar as tarfmt
 from ..containers.zip import ZipArchive, ZipMember
+from ..containers.zip import decompressor as zip_decompressor
 from ..errors import InputError, LimitExceeded, ModelportError, Truncated
 from ..pickle.machine import Ref
 from . import pickles
@@ -305,9 +306,8 @@ def _head(buf: memoryview, m: ZipMember, n: int) -> bytes:
     if m.stored or m.method not in (8, 12, 14):
         return raw
     try:
-        d = zlib.decompressobj(-15) if m.method == 8 else compress.decompressor(
-            {12: "bz2", 14: "lzma"}[m.method])
-        return d.decompress(raw, n)
+        d, start = zip_decompressor(m.method, raw)
+        return d.decompress(raw[start:], n)
     except compress.errors():
         return b""
 

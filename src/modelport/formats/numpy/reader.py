@@ -57,8 +57,7 @@ __all__ = ["NpyHeader", "parse_npy_header", "open", "read"]
 
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive's EOCD
 # zip compression method -> incremental decompressor; np.savez_compressed writes 8 (deflate).
-
-
+# bz2 is imported only when a member needs it.
 _DECOMPRESSORS: dict[int, Callable[[], Any]] = {
     8: lambda: zlib.decompressobj(-15),
     12: lambda: __import__("bz2").BZ2Decompressor(),
