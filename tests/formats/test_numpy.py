@@ -336,3 +336,20 @@ def test_a_big_endian_copy_is_bounded(tmp_path: Path) -> None:
     np.save(path, np.zeros(1000, dtype=">f8"))
     with pytest.raises(LimitExceeded, match="byte-swapped"):
         np_format.open(path, Limits(member_bytes=4000))
+
+
+@pytest.mark.parametrize("method", ["deflate", "bzip2", "lzma"])
+def test_npz_members_compressed_as_zipfile_compresses_them(tmp_path: Path, method: str) -> None:
+    """np.load reads npz members that zipfile compressed with deflate, bzip2 or LZMA; so does
+    modelport (LZMA members: a 4-byte header, LZMA1 properties, a raw stream)."""
+    import io
+
+    kind = {"deflate": zipfile.ZIP_DEFLATED, "bzip2": zipfile.ZIP_BZIP2,
+            "lzma": zipfile.ZIP_LZMA}[method]
+    want = np.arange(1000, dtype=np.float32).reshape(10, 100)
+    buf = io.BytesIO()
+    np.save(buf, want)
+    path = tmp_path / f"{method}.npz"
+    with zipfile.ZipFile(path, "w", compression=kind) as z:
+        z.writestr("w.npy", buf.getvalue())
+    _same(to_numpy(np_format.open(path).weights["w"]), np.load(path)["w"])

@@ -56,12 +56,9 @@ if TYPE_CHECKING:
 __all__ = ["NpyHeader", "parse_npy_header", "open", "read"]
 
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive's EOCD
-# zip compression method -> incremental decompressor; np.savez_compressed writes 8 (deflate).
-# bz2 is imported only when a member needs it.
-_DECOMPRESSORS: dict[int, Callable[[], Any]] = {
-    8: lambda: zlib.decompressobj(-15),
-    12: lambda: __import__("bz2").BZ2Decompressor(),
-}
+# zip compression methods zipfile (so np.load) reads; np.savez_compressed writes 8 (deflate).
+# containers/zip.py builds their decompressors, for this reader and for the scanner.
+_COMPRESSED = (8, 12, 14)
 _STORED = 0
 _CHUNK = 1 << 20
 _CORRUPT = "the file is corrupt; write it again with np.save / np.savez"
@@ -208,23 +205,29 @@ def _open_npy(path: str, f: BinaryIO, size: int, limits: Limits) -> Checkpoint:
 
 def _inflate(path: str, f: BinaryIO, m: zipfile.ZipInfo, offset: int) -> bytes:
     """A compressed member's bytes, never more than its declared (already bounded) size."""
-    d = _DECOMPRESSORS[m.compress_type]()
+    from ...containers import compress
+    from ...containers.zip import decompressor
+
     out = bytearray()
     f.seek(offset)
     left = m.compress_size
     loc: dict[str, Any] = dict(path=path, member=m.filename, format=FORMAT_IDS[1], offset=offset)
-    while left and not d.eof:
+    d: Any = None
+    while left and (d is None or not d.eof):
         chunk = f.read(min(left, _CHUNK))
         left -= len(chunk)
         try:
+            if d is None:  # an LZMA member starts with its header and properties
+                d, start = decompressor(m.compress_type, chunk[:16])
+                chunk = chunk[start:]
             out += d.decompress(chunk, m.file_size + 1 - len(out))
-        except (zlib.error, OSError, EOFError) as e:
+        except compress.errors() as e:
             raise MalformedHeader(f"the compressed member is corrupt: {e}", hint=_CORRUPT,
                                   **loc) from e
         if len(out) > m.file_size:
             raise LimitExceeded(f"the member inflates past its declared {m.file_size} bytes",
                                 hint="a zip bomb or a corrupt archive; do not trust it", **loc)
-    if not d.eof or len(out) != m.file_size:
+    if d is None or not d.eof or len(out) != m.file_size:
         raise MalformedHeader(f"the member inflates to {len(out)} bytes, {m.file_size} declared",
                               hint=_CORRUPT, **loc)
     if zlib.crc32(out) != m.CRC:
@@ -283,7 +286,7 @@ def _open_npz(path: str, f: BinaryIO, size: int, limits: Limits) -> Checkpoint:
                 raise MalformedHeader(f"a stored member of {m.file_size} bytes occupies "
                                       f"{m.compress_size}", offset=offset, hint=_CORRUPT, **loc)
             read, data = _file_reader(f, offset), None
-        elif m.compress_type in _DECOMPRESSORS:
+        elif m.compress_type in _COMPRESSED:
             cap = min(limits.member_bytes, limits.ratio * max(m.compress_size, 1))
             if m.file_size > cap:  # checked before allocating anything
                 raise LimitExceeded(f"the member declares {m.file_size} bytes from "
