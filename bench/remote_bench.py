@@ -20,39 +20,11 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 from measure import write_section  # noqa: E402
-from rangeserver import RangeServer  # noqa: E402
+from rangeserver import RangeServer, SparseFile  # noqa: E402
 
 from modelport.cli import main  # noqa: E402
 
 DATA = HERE / "data" / "remote"
-
-
-class Sparse:
-    """torch.save target that leaves zero runs as holes (a 2 GB file in a second, no disk)."""
-
-    def __init__(self, path: Path) -> None:
-        self.f = open(path, "wb")  # noqa: SIM115
-
-    def write(self, data: bytes) -> int:
-        v = memoryview(data).cast("B")
-        if len(v) >= 1 << 16 and bytes(v).count(0) == len(v):
-            self.f.seek(len(v), 1)
-        else:
-            self.f.write(v)
-        return len(v)
-
-    def tell(self) -> int:
-        return self.f.tell()
-
-    def seek(self, *a: int) -> int:
-        return self.f.seek(*a)
-
-    def flush(self) -> None:
-        self.f.flush()
-
-    def close(self) -> None:
-        self.f.truncate(self.f.tell())
-        self.f.close()
 
 
 def gpt(layers: int = 40, width: int = 1024) -> dict:
@@ -94,7 +66,7 @@ def build() -> dict[str, tuple[str, int]]:
     out: dict[str, tuple[str, int]] = {}
     big = DATA / "gpt.pt"
     if not big.exists():
-        s = Sparse(big)
+        s = SparseFile(big)
         torch.save(gpt(), s)
         s.close()
     out["torch-zip (torch.save, GPT-style)"] = ("files/gpt.pt", big.stat().st_size)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rangeserver import RangeServer
+from rangeserver import RangeServer, SparseFile
 
 from modelport.cli import main
 
@@ -48,39 +48,10 @@ def _gpt_state(layers: int, width: int) -> dict[str, torch.Tensor]:
     return sd
 
 
-class _SparseFile:
-    """A file object for torch.save that leaves runs of zero bytes as holes: a 2 GB checkpoint
-    of zero tensors is written in a second and takes no disk (its bytes read back as zeros)."""
-
-    def __init__(self, path: Path) -> None:
-        self.f = open(path, "wb")  # noqa: SIM115 - closed in close()
-
-    def write(self, data: bytes | memoryview) -> int:
-        view = memoryview(data).cast("B")
-        if len(view) >= 1 << 16 and bytes(view).count(0) == len(view):
-            self.f.seek(len(view), 1)
-        else:
-            self.f.write(view)
-        return len(view)
-
-    def tell(self) -> int:
-        return self.f.tell()
-
-    def seek(self, *args: int) -> int:
-        return self.f.seek(*args)
-
-    def flush(self) -> None:
-        self.f.flush()
-
-    def close(self) -> None:
-        self.f.truncate(self.f.tell())
-        self.f.close()
-
-
 def test_inspect_a_2gb_torch_zip_reads_under_1mb_in_3_requests(
         root: Path, server: RangeServer, capsys: pytest.CaptureFixture[str]) -> None:
     path = root / "big.pt"
-    sparse = _SparseFile(path)
+    sparse = SparseFile(path)
     torch.save(_gpt_state(40, 1024), sparse)
     sparse.close()  # ~2.2 GB: GPT-2-medium widths, 40 layers
     assert path.stat().st_size > 2_000_000_000
