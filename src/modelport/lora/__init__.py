@@ -17,8 +17,8 @@ from .adapter import Adapter, LoraPair, find_pairs, pattern_value, summary
 if TYPE_CHECKING:
     from ..model import Checkpoint
 
-__all__ = ["Adapter", "LoraPair", "find_pairs", "pattern_value", "summary", "read", "from_checkpoint",
-           "describe", "merge"]
+__all__ = ["Adapter", "LoraPair", "find_pairs", "pattern_value", "summary", "read", "adapter_of",
+           "from_checkpoint", "describe", "merge"]
 
 
 def from_checkpoint(ck: Checkpoint) -> Adapter | None:
@@ -40,10 +40,15 @@ def describe(ck: Checkpoint) -> dict[str, Any] | None:
 def read(path: str | os.PathLike[str]) -> Adapter:
     """A PEFT adapter folder or a flat LoRA file; InputError when it holds no LoRA pairs."""
     from .. import open as open_checkpoint
-    from ..errors import InputError
 
     path = os.fspath(path)
-    ck = open_checkpoint(path)
+    return adapter_of(open_checkpoint(path), path)
+
+
+def adapter_of(ck: Checkpoint, path: str) -> Adapter:
+    """The adapter ``ck`` (read from ``path``) holds; InputError when it holds no LoRA pairs."""
+    from ..errors import InputError
+
     ad = from_checkpoint(ck)
     if ad is None:
         raise InputError(f"no LoRA pairs (lora_A/lora_B or lora_down/lora_up tensors) in this "

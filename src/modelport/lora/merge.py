@@ -378,18 +378,13 @@ def merge_lora(base: str | os.PathLike[str], adapter: str | os.PathLike[str],
     from .. import open as open_checkpoint
     from ..convert.engine import check_paths_against, convert
     from ..convert.source import source_files
-    from . import from_checkpoint
+    from . import adapter_of
 
     base, adapter, out = os.fspath(base), os.fspath(adapter), os.fspath(out)
     if not os.path.exists(adapter):
         raise InputError("no such file or folder", path=adapter)
     ack = open_checkpoint(adapter)
-    ad = from_checkpoint(ack)
-    if ad is None:
-        raise InputError(f"no LoRA pairs (lora_A/lora_B or lora_down/lora_up tensors) in this "
-                         f"{ack.format} file", path=adapter,
-                         hint="ADAPTER is a PEFT folder (adapter_config.json + adapter_model) "
-                         "or a LoRA safetensors file")
+    ad = adapter_of(ack, adapter)
     notes: list[str] = check_paths_against(source_files(ack) | (
         {os.path.realpath(adapter)} if os.path.isfile(adapter) else set()), out, allow_unsafe)
     result = convert(base, out, to=to, dtype=dtype, max_shard_size=max_shard_size, force=force,
