@@ -143,7 +143,7 @@ def _generic(scan: Scan, path: str, head: bytes, size: int) -> None:
     """Containers and streams that are not model formats of their own."""
     rep = scan.report
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        scan_zip(scan, path, member=None)
+        scan_zip_file(scan, path)  # with the directory the registry's sniffers already read
         return
     if head.startswith(SEVEN_Z):
         rep.format = rep.format or "7z"
