@@ -24,6 +24,7 @@ from typing import Any
 
 from .. import open as open_checkpoint
 from .. import sniff
+from ..formats.safetensors import METADATA_FORMATS
 from ..model import Checkpoint, TensorEntry
 from ..recognize import Architecture
 from . import human_bytes, plural
@@ -149,7 +150,7 @@ def _one(args: argparse.Namespace, docs: list[dict[str, Any]] | None) -> int:
     fmt = "raw" if args.layout else sniff(args.path)
     if fmt == "raw":
         ck = open_checkpoint(args.path, select=args.select, layout=args.layout)
-    elif fmt in ("safetensors", "hf-repo"):
+    elif fmt in METADATA_FORMATS:
         # A file modelport wrote with --full or --dedupe records its tree and tied names in
         # the safetensors metadata: show the checkpoint as it was, not as a flat dict.
         from ..convert.source import load

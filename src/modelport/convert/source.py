@@ -16,6 +16,7 @@ from typing import Any
 from .. import open as open_checkpoint
 from ..classify import classify, flatten_tensors
 from ..errors import MalformedHeader, ModelportError, UsageError
+from ..formats.safetensors import METADATA_FORMATS
 from ..model import Checkpoint, TensorEntry
 from . import tree as treemod
 from .gguf import GGML_KEY, restore_blocks
@@ -27,10 +28,10 @@ _RESERVED = frozenset({"format"})
 
 def safetensors_metadata(ck: Checkpoint) -> list[dict[str, str]]:
     """``__metadata__`` of every safetensors file behind a checkpoint."""
+    if ck.format not in METADATA_FORMATS:
+        return []
     if ck.format == "safetensors":
         return [ck.info.get("metadata") or {}]
-    if ck.format != "hf-repo":
-        return []
     from ..formats.safetensors import parse_header
 
     out = []

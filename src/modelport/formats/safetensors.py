@@ -44,9 +44,12 @@ from ..limits import DEFAULT_LIMITS, Limits
 from ..model import Checkpoint, Storage, TensorEntry
 from .base import Format, Options, Probe, Writer
 
-__all__ = ["FORMAT_ID", "sniff", "parse_header", "open"]
+__all__ = ["FORMAT_ID", "sniff", "parse_header", "open", "METADATA_FORMATS"]
 
 FORMAT_ID = "safetensors"
+# Formats whose files carry safetensors __metadata__ (a file, or an HF folder of shards): where
+# modelport's own outputs record their tree, tied names and ggml blocks (convert/source.py).
+METADATA_FORMATS = (FORMAT_ID, "hf-repo")
 
 _LEN = struct.Struct("<Q")
 _U64 = 1 << 64  # the reference does this arithmetic in u64 (usize): anything at or above overflows
