@@ -92,7 +92,7 @@ def scan_path(scan: Scan, path: str) -> None:
     scan.probe = probe
     with _mapped(path) as view:
         # One map of the file for every pass below (hooks, byte 0, the zip's members).
-        scan.view, scan.view_path = view, path
+        scan.view = view
         try:
             if fmt is not None:
                 scan.report.format = fmt.id
@@ -111,7 +111,7 @@ def scan_path(scan: Scan, path: str) -> None:
                 # parses it as a pickle from byte 0 (torch.load does for anything but a zip).
                 scan_pickle_file(scan, path, label=False)
         finally:
-            scan.view = scan.view_path = None
+            scan.view = None
     if not probe.head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         _polyglot(scan, path, probe.size)
 
@@ -121,7 +121,7 @@ def _mapped(path: str, scan: Scan | None = None) -> Iterator[memoryview]:
     """The file's bytes, mapped (never read whole); the map closes after the block (or when
     the last view a finished machine still holds goes, see ``_close``). The map ``scan_path``
     holds for the file being scanned is reused, not made again."""
-    if scan is not None and scan.view is not None and scan.view_path == path:
+    if scan is not None and scan.view is not None and scan.probe.path == path:
         yield scan.view
         return
     with open(path, "rb") as f:

@@ -89,9 +89,8 @@ class Scan:
     # The registry's Probe of this file (scan_path): the zip hook takes the zip directory the
     # sniffers already read instead of reading and parsing it a second time.
     probe: Any = None
-    # The file mapped once by scan_path for all of its passes (scan/archives.py ``_mapped``).
+    # The probed file, mapped once by scan_path for all of its passes (archives ``_mapped``).
     view: memoryview | None = None
-    view_path: str | None = None
     _seen: set[tuple[Any, ...]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
